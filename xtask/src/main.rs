@@ -1,0 +1,45 @@
+//! `cargo xtask`: the project's development tasks, in Rust so they run wherever cargo does.
+//!
+//! See `cargo xtask --help`. The two commands a newcomer needs are `cargo xtask sandbox` and
+//! `cargo xtask test`.
+
+mod codegen;
+mod test;
+mod tools;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+/// Development tasks for idbind.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Xtask {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every check CI runs: format, lints, licenses, generated files, manifests, all tests.
+    Test(test::TestArgs),
+    /// Write generated artefacts (CRD, manifests, docs) from the Rust sources.
+    Codegen {
+        /// Do not write; fail if a committed file is stale.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Validate every manifest under deploy/ with kubernetes-validate and the CRD's schema.
+    ValidateManifests,
+    /// Install the external test tools (Python and npm packages) into .tools/.
+    Tools,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Xtask::parse();
+    match args.cmd {
+        Cmd::Test(a) => test::run(&a),
+        Cmd::Codegen { check } => codegen::run(check),
+        Cmd::ValidateManifests => tools::validate_manifests(),
+        Cmd::Tools => tools::install_all().map(|_| ()),
+    }
+}
