@@ -71,7 +71,7 @@ struct Binding {
     description: String,
     subjects: Vec<Subject>,
     /// The role's rules, or why there are none.
-    rules: std::result::Result<Arc<[Rule]>, Error>,
+    rules: Result<Arc<[Rule]>>,
 }
 
 impl Authorizer {
@@ -84,74 +84,9 @@ impl Authorizer {
                 .into_iter()
                 .map(|(name, rules)| (name, Arc::from(rules)))
                 .collect();
-        let role_rules: BTreeMap<(&str, &str), Arc<[Rule]>> = snapshot
-            .roles
-            .iter()
-            .filter_map(|role| {
-                let key = (
-                    role.metadata.namespace.as_deref()?,
-                    role.metadata.name.as_deref()?,
-                );
-                Some((key, role.rules.iter().flatten().map(Rule::from).collect()))
-            })
-            .collect();
-        let resolve = |binding: &str, role_ref: &RoleRef, namespace: Option<&str>| {
-            let found = match (role_ref.kind.as_str(), namespace) {
-                ("ClusterRole", _) => cluster_role_rules.get(role_ref.name.as_str()),
-                ("Role", Some(namespace)) => role_rules.get(&(namespace, role_ref.name.as_str())),
-                (kind, _) => {
-                    return Err(Error::UnsupportedRoleRef {
-                        binding: binding.to_owned(),
-                        kind: kind.to_owned(),
-                        expected: if namespace.is_some() {
-                            "Role or ClusterRole"
-                        } else {
-                            "ClusterRole"
-                        },
-                    });
-                }
-            };
-            found.cloned().ok_or_else(|| Error::RoleNotFound {
-                binding: binding.to_owned(),
-                kind: role_ref.kind.clone(),
-                name: role_ref.name.clone(),
-            })
-        };
-
-        let mut cluster_role_bindings = BTreeMap::new();
-        for binding in &snapshot.cluster_role_bindings {
-            let Some(name) = binding.metadata.name.as_deref() else {
-                continue;
-            };
-            let label = format!("ClusterRoleBinding {name:?}");
-            let rules = resolve(&label, &binding.role_ref, None);
-            let subjects = binding.subjects.as_deref().unwrap_or_default();
-            cluster_role_bindings.insert(
-                name,
-                Binding::new(&label, &binding.role_ref, subjects, None, rules),
-            );
-        }
-        let mut role_bindings: BTreeMap<String, BTreeMap<&str, Binding>> = BTreeMap::new();
-        for binding in &snapshot.role_bindings {
-            let meta = &binding.metadata;
-            let (Some(namespace), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
-                continue;
-            };
-            let label = format!("RoleBinding \"{name}/{namespace}\"");
-            let rules = resolve(&label, &binding.role_ref, Some(namespace));
-            let subjects = binding.subjects.as_deref().unwrap_or_default();
-            let resolved = Binding::new(&label, &binding.role_ref, subjects, Some(namespace), rules);
-            role_bindings
-                .entry(namespace.to_owned())
-                .or_default()
-                .insert(name, resolved);
-        }
-
-        let cluster_role_bindings: Vec<Binding> = cluster_role_bindings.into_values().collect();
-        let role_bindings: BTreeMap<String, Vec<Binding>> = role_bindings
-            .into_iter()
-            .map(|(namespace, bindings)| (namespace, bindings.into_values().collect()))
-            .collect();
+        let roles = RoleIndex::new(&cluster_role_rules, &snapshot.roles);
+        let cluster_role_bindings = roles.cluster_role_bindings(&snapshot.cluster_role_bindings);
+        let role_bindings = roles.role_bindings(&snapshot.role_bindings);
         problems.extend(
             cluster_role_bindings
                 .iter()
@@ -265,7 +200,7 @@ impl Binding {
         role_ref: &RoleRef,
         subjects: &[rbacv1::Subject],
         namespace: Option<&str>,
-        rules: std::result::Result<Arc<[Rule]>, Error>,
+        rules: Result<Arc<[Rule]>>,
     ) -> Self {
         Self {
             description: format!("{label} of {} {:?}", role_ref.kind, role_ref.name),
@@ -279,5 +214,91 @@ impl Binding {
 
     fn grants(&self, allows: impl Fn(&Rule) -> bool) -> bool {
         self.rules.as_ref().is_ok_and(|rules| rules.iter().any(allows))
+    }
+}
+
+/// The rules of every role, to resolve the `roleRef` of bindings.
+struct RoleIndex<'a> {
+    cluster_roles: &'a BTreeMap<String, Arc<[Rule]>>,
+    roles: BTreeMap<(&'a str, &'a str), Arc<[Rule]>>,
+}
+
+impl<'a> RoleIndex<'a> {
+    fn new(cluster_roles: &'a BTreeMap<String, Arc<[Rule]>>, roles: &'a [Role]) -> Self {
+        let roles = roles
+            .iter()
+            .filter_map(|role| {
+                let key = (
+                    role.metadata.namespace.as_deref()?,
+                    role.metadata.name.as_deref()?,
+                );
+                Some((key, role.rules.iter().flatten().map(Rule::from).collect()))
+            })
+            .collect();
+        Self { cluster_roles, roles }
+    }
+
+    /// ClusterRoleBindings in name order.
+    fn cluster_role_bindings(&self, bindings: &[ClusterRoleBinding]) -> Vec<Binding> {
+        let mut by_name = BTreeMap::new();
+        for binding in bindings {
+            let Some(name) = binding.metadata.name.as_deref() else {
+                continue;
+            };
+            let label = format!("ClusterRoleBinding {name:?}");
+            let rules = self.resolve(&label, &binding.role_ref, None);
+            let subjects = binding.subjects.as_deref().unwrap_or_default();
+            by_name.insert(
+                name,
+                Binding::new(&label, &binding.role_ref, subjects, None, rules),
+            );
+        }
+        by_name.into_values().collect()
+    }
+
+    /// RoleBindings by namespace, in name order.
+    fn role_bindings(&self, bindings: &[RoleBinding]) -> BTreeMap<String, Vec<Binding>> {
+        let mut by_namespace: BTreeMap<&str, BTreeMap<&str, Binding>> = BTreeMap::new();
+        for binding in bindings {
+            let meta = &binding.metadata;
+            let (Some(namespace), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
+                continue;
+            };
+            let label = format!("RoleBinding \"{name}/{namespace}\"");
+            let rules = self.resolve(&label, &binding.role_ref, Some(namespace));
+            let subjects = binding.subjects.as_deref().unwrap_or_default();
+            let resolved = Binding::new(&label, &binding.role_ref, subjects, Some(namespace), rules);
+            by_namespace.entry(namespace).or_default().insert(name, resolved);
+        }
+        by_namespace
+            .into_iter()
+            .map(|(namespace, bindings)| (namespace.to_owned(), bindings.into_values().collect()))
+            .collect()
+    }
+
+    /// The rules of the role a binding references: a ClusterRole, or for a RoleBinding
+    /// (`namespace` set) a Role of its namespace.
+    fn resolve(&self, binding: &str, role_ref: &RoleRef, namespace: Option<&str>) -> Result<Arc<[Rule]>> {
+        let found = match (role_ref.kind.as_str(), namespace) {
+            ("ClusterRole", _) => self.cluster_roles.get(role_ref.name.as_str()),
+            ("Role", Some(namespace)) => self.roles.get(&(namespace, role_ref.name.as_str())),
+            (kind, _) => {
+                let expected = if namespace.is_some() {
+                    "Role or ClusterRole"
+                } else {
+                    "ClusterRole"
+                };
+                return Err(Error::UnsupportedRoleRef {
+                    binding: binding.to_owned(),
+                    kind: kind.to_owned(),
+                    expected,
+                });
+            }
+        };
+        found.cloned().ok_or_else(|| Error::RoleNotFound {
+            binding: binding.to_owned(),
+            kind: role_ref.kind.clone(),
+            name: role_ref.name.clone(),
+        })
     }
 }

@@ -186,8 +186,8 @@ pub struct Decision {
     /// Whether some binding grants the request.
     pub allowed: bool,
     /// Why, in the Kubernetes RBAC authorizer's words: `RBAC: allowed by ClusterRoleBinding "x" of
-    /// ClusterRole "y" to User "z"` when allowed; when denied, empty, or the problems met on the
-    /// way (bindings of this user referencing missing roles), as Kubernetes reports them.
+    /// ClusterRole "y" to User "z"` when allowed. When denied: empty, as Kubernetes leaves it, or
+    /// the problems met on the way, `RBAC: [...]` (bindings of this user whose role is missing).
     pub reason: String,
 }
 

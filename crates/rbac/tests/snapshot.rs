@@ -320,3 +320,9 @@ fn subject_access_reviews_take_exactly_one_kind_of_attributes() {
         Err(Error::InvalidReview)
     );
 }
+
+#[test]
+fn authorizer_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<Authorizer>();
+}
