@@ -1,1 +1,3 @@
+//! `idbind-controller`.
+
 fn main() {}
