@@ -64,7 +64,7 @@ impl ArmResourceId {
         if tail.is_empty() {
             return Err(err("it names no resource type and name after the provider".into()));
         }
-        if tail.len() % 2 != 0 {
+        if !tail.len().is_multiple_of(2) {
             return Err(err(format!(
                 "resource type '{}' has no name (types and names must come in pairs)",
                 tail[tail.len() - 1]
