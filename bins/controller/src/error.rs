@@ -37,6 +37,19 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A binding is not ready yet; the reconcile is retried with backoff.
+    #[error("{condition} is not ready ({reason}): {message}")]
+    NotReady {
+        /// The condition that failed.
+        condition: String,
+        /// Its reason.
+        reason: String,
+        /// Its message.
+        message: String,
+    },
+    /// A concurrent writer won; the operation is retried.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A network listener could not be set up.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -70,6 +83,8 @@ impl Error {
             Self::Kube { .. } => "kube",
             Self::InvalidData { .. } => "invalid_data",
             Self::Listen { .. } => "listen",
+            Self::NotReady { .. } => "not_ready",
+            Self::Conflict(_) => "conflict",
         }
     }
 }

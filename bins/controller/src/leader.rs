@@ -49,13 +49,20 @@ pub struct LeaderElector {
     settings: LeaseSettings,
     observed: Option<Observed>,
     leader: watch::Sender<bool>,
+    ready: Option<crate::admin::ReadyFlag>,
 }
 
 impl LeaderElector {
     /// An elector for the Lease described by `settings`.
     pub fn new(client: kube::Client, settings: LeaseSettings) -> Self {
         let api = Api::namespaced(client, &settings.namespace);
-        Self { api, settings, observed: None, leader: watch::Sender::new(false) }
+        Self { api, settings, observed: None, leader: watch::Sender::new(false), ready: None }
+    }
+
+    /// Marks `flag` ready once an election attempt got an answer from the API server.
+    pub fn with_ready_flag(mut self, flag: crate::admin::ReadyFlag) -> Self {
+        self.ready = Some(flag);
+        self
     }
 
     /// Follows whether this candidate is the leader.
@@ -194,6 +201,9 @@ impl LeaderElector {
                 r = tokio::time::timeout(self.settings.renew_deadline, self.try_acquire_or_renew()) => r,
             };
             let leading = self.is_leader();
+            if let (Some(flag), Ok(Ok(_))) = (&self.ready, &attempt) {
+                flag.set(true);
+            }
             match attempt {
                 Ok(Ok(true)) => {
                     last_renewal = Some(Instant::now());

@@ -1,0 +1,154 @@
+//! ARM access for the reconciler: identity resolution and the FIC, counted in metrics, with ARM
+//! failures turned into condition reasons and messages a user can act on.
+
+use std::sync::Arc;
+
+use idbind_arm::{ArmClient, Identity};
+use idbind_model::{FicSpec, IdentityResourceId};
+
+use crate::metrics::Metrics;
+use crate::status::{StepResult, reason};
+
+/// The ARM client and FIC manager, with metrics.
+#[derive(Clone, Debug)]
+pub struct Azure {
+    arm: ArmClient,
+    fic: crate::fic_interim::FicManager,
+    metrics: Arc<Metrics>,
+}
+
+/// What ensuring the FIC found.
+#[derive(Clone, Debug)]
+pub struct EnsuredFic {
+    /// Name of the FIC that trusts the issuer (idbind's, or a pre-existing one).
+    pub name: String,
+    /// Whether this call created it.
+    pub created: bool,
+}
+
+impl Azure {
+    /// Wraps a client and a manager built on it.
+    pub fn new(arm: ArmClient, fic: crate::fic_interim::FicManager, metrics: Arc<Metrics>) -> Self {
+        Self { arm, fic, metrics }
+    }
+
+    /// The ARM client.
+    pub fn arm(&self) -> &ArmClient {
+        &self.arm
+    }
+
+    /// The FIC manager.
+    pub fn fic(&self) -> &crate::fic_interim::FicManager {
+        &self.fic
+    }
+
+    /// Reads the identity; failures become an `IdentityResolved` step result.
+    pub async fn resolve(&self, id: &IdentityResourceId) -> Result<Identity, StepResult> {
+        let result = self.arm.get_identity(id).await;
+        self.metrics.arm_call("get_identity", status_of(&result));
+        result.map_err(|e| {
+            if e.is_not_found() {
+                StepResult::failed(
+                    reason::IDENTITY_NOT_FOUND,
+                    format!(
+                        "ARM has no user-assigned identity {id} (subscription {}, resource group {}); \
+                         check spec.managedIdentity.resourceId. idbind retries with backoff.",
+                        id.subscription(),
+                        id.resource_group()
+                    ),
+                )
+            } else {
+                classify(&e, &format!("read the identity {id}"), "Microsoft.ManagedIdentity/userAssignedIdentities/read", id)
+            }
+        })
+    }
+
+    /// Ensures the one FIC for the identity; failures become a `FederatedCredentialReady` result.
+    pub async fn ensure_fic(&self, id: &IdentityResourceId, spec: &FicSpec) -> Result<EnsuredFic, StepResult> {
+        let result = self.fic.ensure(id, spec).await;
+        match result {
+            Ok(outcome) => {
+                let created = outcome.created();
+                if created {
+                    self.metrics.fic_write("create", true);
+                }
+                self.metrics.arm_call("ensure_fic", Some(if created { 201 } else { 200 }));
+                Ok(EnsuredFic { name: outcome.fic().name.clone(), created })
+            }
+            Err(crate::fic_interim::Error::LimitReached { existing, .. }) => {
+                self.metrics.arm_call("ensure_fic", Some(400));
+                let names: Vec<String> = existing.iter().map(|f| f.name.clone()).collect();
+                Err(StepResult::failed(
+                    reason::FIC_LIMIT_REACHED,
+                    format!(
+                        "identity {} already has {} federated identity credentials ({}), the most Entra allows; \
+                         idbind needs one more (issuer {}). Delete one that is no longer used; idbind retries with backoff.",
+                        id.name(),
+                        names.len(),
+                        names.join(", "),
+                        spec.issuer
+                    ),
+                ))
+            }
+            Err(e) => {
+                let status = e.arm_error().and_then(idbind_arm::Error::status);
+                self.metrics.arm_call("ensure_fic", status);
+                self.metrics.fic_write("create", false);
+                Err(match e.arm_error() {
+                    Some(arm) => classify(
+                        arm,
+                        &format!("write federated identity credentials of {id}"),
+                        "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write",
+                        id,
+                    ),
+                    None => StepResult::failed(reason::ARM_ERROR, format!("{e}; idbind retries with backoff")),
+                })
+            }
+        }
+    }
+}
+
+fn status_of<T>(result: &idbind_arm::Result<T>) -> Option<u16> {
+    match result {
+        Ok(_) => Some(200),
+        Err(e) => e.status(),
+    }
+}
+
+/// Turns an ARM failure into a step result: what failed, why, and what to do.
+pub fn classify(e: &idbind_arm::Error, action: &str, permission: &str, id: &IdentityResourceId) -> StepResult {
+    if e.is_credential() {
+        return StepResult::failed(
+            reason::ARM_AUTHENTICATION_FAILED,
+            format!(
+                "the controller could not get an ARM token: {e}. Check --azure-tenant-id, --azure-client-id and \
+                 the client secret or federated token of the controller; idbind retries with backoff."
+            ),
+        );
+    }
+    match e.status() {
+        Some(401) => StepResult::failed(
+            reason::ARM_AUTHENTICATION_FAILED,
+            format!("ARM rejected the controller's token: {e}. idbind retries with backoff."),
+        ),
+        Some(403) => StepResult::failed(
+            reason::ARM_AUTHORIZATION_FAILED,
+            format!(
+                "the controller's Azure principal may not {action}: it needs {permission} on {scope} \
+                 (for example the Managed Identity Contributor role on resource group {rg}). ARM said: {msg}",
+                scope = id,
+                rg = id.resource_group(),
+                msg = e.arm().map_or_else(|| e.to_string(), |a| a.message.clone()),
+            ),
+        ),
+        Some(s) if s == 408 || s == 429 || s >= 500 => StepResult::failed(
+            reason::ARM_UNAVAILABLE,
+            format!("ARM is unavailable or throttling ({e}); idbind will retry with backoff."),
+        ),
+        None if e.is_uncertain() => StepResult::failed(
+            reason::ARM_UNAVAILABLE,
+            format!("ARM could not be reached ({e}); idbind will retry with backoff."),
+        ),
+        _ => StepResult::failed(reason::ARM_ERROR, format!("could not {action}: {e}; idbind retries with backoff.")),
+    }
+}
