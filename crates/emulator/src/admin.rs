@@ -50,7 +50,10 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/_emulator/service-principals", post(create_principal))
         .route("/_emulator/identities", post(create_identity))
         .route("/_emulator/seed", post(seed))
-        .route("/_emulator/{*rest}", delete(not_found).get(not_found).post(not_found).put(not_found))
+        .route(
+            "/_emulator/{*rest}",
+            delete(not_found).get(not_found).post(not_found).put(not_found),
+        )
 }
 
 fn bad_request(msg: impl std::fmt::Display) -> Response {
@@ -60,16 +63,23 @@ fn bad_request(msg: impl std::fmt::Display) -> Response {
 fn result<T: serde::Serialize>(r: crate::Result<T>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
-        Err(e @ crate::Error::NotFound { .. }) => (StatusCode::NOT_FOUND, Json(json!({"error": e.to_string()}))).into_response(),
-        Err(e @ (crate::Error::StateWrite { .. } | crate::Error::Crypto(_))) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response()
+        Err(e @ crate::Error::NotFound { .. }) => {
+            (StatusCode::NOT_FOUND, Json(json!({"error": e.to_string()}))).into_response()
         }
+        Err(e @ (crate::Error::StateWrite { .. } | crate::Error::Crypto(_))) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
         Err(e) => bad_request(e),
     }
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"error": "no such admin endpoint; see the idbind_emulator::admin docs"})))
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "no such admin endpoint; see the idbind_emulator::admin docs"})),
+    )
         .into_response()
 }
 
@@ -95,7 +105,11 @@ async fn clear_faults(State(s): State<Arc<Shared>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn set_fault(State(s): State<Arc<Shared>>, Path(route): Path<String>, body: axum::body::Bytes) -> Response {
+async fn set_fault(
+    State(s): State<Arc<Shared>>,
+    Path(route): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     let sel: RouteSelector = match route.parse() {
         Ok(r) => r,
         Err(e) => return bad_request(e),
@@ -171,9 +185,16 @@ async fn create_principal(State(s): State<Arc<Shared>>, body: axum::body::Bytes)
 async fn create_identity(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
     let req: IdentityRequest = match serde_json::from_slice(&body) {
         Ok(x) => x,
-        Err(e) => return bad_request(format!("expected {{\"subscription\"?, \"resourceGroup\", \"name\", \"location\"?}}: {e}")),
+        Err(e) => {
+            return bad_request(format!(
+                "expected {{\"subscription\"?, \"resourceGroup\", \"name\", \"location\"?}}: {e}"
+            ));
+        }
     };
-    let sub = req.subscription.clone().unwrap_or_else(|| s.state.read().default_subscription.clone());
+    let sub = req
+        .subscription
+        .clone()
+        .unwrap_or_else(|| s.state.read().default_subscription.clone());
     result(s.create_identity(&sub, &req.resource_group, &req.name, req.location.as_deref()))
 }
 

@@ -31,7 +31,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock standing at `start`.
     pub fn new(start: SystemTime) -> Self {
-        Self { now: Arc::new(Mutex::new(start)) }
+        Self {
+            now: Arc::new(Mutex::new(start)),
+        }
     }
 
     /// A clock standing at the current system time.
@@ -59,12 +61,16 @@ impl Clock for ManualClock {
 
 /// Seconds since the Unix epoch (0 for times before it).
 pub(crate) fn unix_secs(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Fractional seconds since the Unix epoch.
 pub(crate) fn unix_f64(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Entra's timestamp format: `2024-01-31 12:34:56Z`.
@@ -76,5 +82,7 @@ pub(crate) fn entra_timestamp(t: SystemTime) -> String {
 
 /// RFC 3339 timestamp (ARM `systemData`).
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    jiff::Timestamp::try_from(t).map(|ts| ts.to_string()).unwrap_or_default()
+    jiff::Timestamp::try_from(t)
+        .map(|ts| ts.to_string())
+        .unwrap_or_default()
 }

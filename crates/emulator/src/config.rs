@@ -113,9 +113,18 @@ impl Default for ThrottleConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            reads: Bucket { capacity: 250, refill_per_second: 25.0 },
-            writes: Bucket { capacity: 200, refill_per_second: 10.0 },
-            deletes: Bucket { capacity: 200, refill_per_second: 10.0 },
+            reads: Bucket {
+                capacity: 250,
+                refill_per_second: 25.0,
+            },
+            writes: Bucket {
+                capacity: 200,
+                refill_per_second: 10.0,
+            },
+            deletes: Bucket {
+                capacity: 200,
+                refill_per_second: 10.0,
+            },
         }
     }
 }
@@ -123,12 +132,23 @@ impl Default for ThrottleConfig {
 impl ThrottleConfig {
     /// No throttling.
     pub fn unlimited() -> Self {
-        Self { enabled: false, ..Self::default() }
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
     }
 
     /// The same bucket for every class.
     pub fn uniform(capacity: u32, refill_per_second: f64) -> Self {
-        let b = Bucket { capacity, refill_per_second };
-        Self { enabled: true, reads: b, writes: b, deletes: b }
+        let b = Bucket {
+            capacity,
+            refill_per_second,
+        };
+        Self {
+            enabled: true,
+            reads: b,
+            writes: b,
+            deletes: b,
+        }
     }
 }

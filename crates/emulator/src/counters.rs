@@ -22,12 +22,19 @@ pub struct Counters {
 impl Counters {
     /// Requests on `route` answered with `status`.
     pub fn get(&self, route: Route, status: u16) -> u64 {
-        self.by_route.get(route.name()).and_then(|m| m.get(&status)).copied().unwrap_or(0)
+        self.by_route
+            .get(route.name())
+            .and_then(|m| m.get(&status))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// All requests on `route`.
     pub fn total(&self, route: Route) -> u64 {
-        self.by_route.get(route.name()).map(|m| m.values().sum()).unwrap_or(0)
+        self.by_route
+            .get(route.name())
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
     }
 
     /// Requests on `route` answered with a 2xx status.
@@ -60,7 +67,10 @@ impl CounterTable {
     pub(crate) fn snapshot(&self) -> Counters {
         let mut out = Counters::default();
         for ((route, status), n) in self.table.lock().iter() {
-            out.by_route.entry(route.name().to_owned()).or_default().insert(*status, *n);
+            out.by_route
+                .entry(route.name().to_owned())
+                .or_default()
+                .insert(*status, *n);
         }
         out
     }

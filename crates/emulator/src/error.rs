@@ -26,7 +26,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The state file is not a valid emulator state document.
-    #[error("state file {path} is not valid emulator state (expected the JSON the emulator writes): {reason}")]
+    #[error(
+        "state file {path} is not valid emulator state (expected the JSON the emulator writes): {reason}"
+    )]
     StateParse {
         /// The file.
         path: PathBuf,

@@ -66,32 +66,52 @@ impl Fault {
 
     /// Fails the next `n` requests with 500.
     pub fn fail_next(n: u32) -> Self {
-        Self { fail_next: n, ..Self::default() }
+        Self {
+            fail_next: n,
+            ..Self::default()
+        }
     }
 
     /// Fails the next `n` requests with `status` (a 5xx, normally).
     pub fn fail_next_with(n: u32, status: u16) -> Self {
-        Self { fail_next: n, error_status: status, ..Self::default() }
+        Self {
+            fail_next: n,
+            error_status: status,
+            ..Self::default()
+        }
     }
 
     /// Fails a random `rate` (0.0–1.0) of requests with 500.
     pub fn error_rate(rate: f64) -> Self {
-        Self { error_rate: rate.clamp(0.0, 1.0), ..Self::default() }
+        Self {
+            error_rate: rate.clamp(0.0, 1.0),
+            ..Self::default()
+        }
     }
 
     /// Answers the next `n` requests with 429 and `Retry-After: retry_after_secs`.
     pub fn throttle_next(n: u32, retry_after_secs: u64) -> Self {
-        Self { throttle_next: n, retry_after_secs, ..Self::default() }
+        Self {
+            throttle_next: n,
+            retry_after_secs,
+            ..Self::default()
+        }
     }
 
     /// A full outage answering 503.
     pub fn outage() -> Self {
-        Self { outage: Some(OutageMode::ServiceUnavailable), ..Self::default() }
+        Self {
+            outage: Some(OutageMode::ServiceUnavailable),
+            ..Self::default()
+        }
     }
 
     /// A full outage that closes connections without answering.
     pub fn connection_reset() -> Self {
-        Self { outage: Some(OutageMode::ConnectionReset), ..Self::default() }
+        Self {
+            outage: Some(OutageMode::ConnectionReset),
+            ..Self::default()
+        }
     }
 
     /// Adds latency to this fault.
@@ -144,7 +164,9 @@ pub(crate) struct Faults {
 
 impl Faults {
     pub(crate) fn new(initial: impl IntoIterator<Item = (RouteSelector, Fault)>) -> Self {
-        Self { table: Mutex::new(initial.into_iter().collect()) }
+        Self {
+            table: Mutex::new(initial.into_iter().collect()),
+        }
     }
 
     pub(crate) fn set(&self, sel: RouteSelector, fault: Fault) {
@@ -162,7 +184,11 @@ impl Faults {
     }
 
     pub(crate) fn snapshot(&self) -> BTreeMap<String, Fault> {
-        self.table.lock().iter().map(|(k, v)| (k.name().to_owned(), v.clone())).collect()
+        self.table
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.name().to_owned(), v.clone()))
+            .collect()
     }
 
     /// Decides, consuming one unit of any pending burst.
@@ -173,7 +199,9 @@ impl Faults {
         }
         let mut table = self.table.lock();
         for sel in [RouteSelector::Route(route), RouteSelector::All] {
-            let Some(fault) = table.get_mut(&sel) else { continue };
+            let Some(fault) = table.get_mut(&sel) else {
+                continue;
+            };
             decision.latency += Duration::from_millis(fault.latency_ms);
             if decision.action.is_none() {
                 decision.action = Self::act(fault);
@@ -189,19 +217,33 @@ impl Faults {
         let retry_after = (fault.retry_after_secs > 0).then_some(fault.retry_after_secs);
         match fault.outage {
             Some(OutageMode::ConnectionReset) => return Some(Action::Reset),
-            Some(OutageMode::ServiceUnavailable) => return Some(Action::Respond { status: 503, retry_after }),
+            Some(OutageMode::ServiceUnavailable) => {
+                return Some(Action::Respond {
+                    status: 503,
+                    retry_after,
+                });
+            }
             None => {}
         }
         if fault.throttle_next > 0 {
             fault.throttle_next -= 1;
-            return Some(Action::Respond { status: 429, retry_after });
+            return Some(Action::Respond {
+                status: 429,
+                retry_after,
+            });
         }
         if fault.fail_next > 0 {
             fault.fail_next -= 1;
-            return Some(Action::Respond { status: fault.error_status, retry_after: None });
+            return Some(Action::Respond {
+                status: fault.error_status,
+                retry_after: None,
+            });
         }
         if fault.error_rate > 0.0 && random_unit() < fault.error_rate {
-            return Some(Action::Respond { status: fault.error_status, retry_after: None });
+            return Some(Action::Respond {
+                status: fault.error_status,
+                retry_after: None,
+            });
         }
         None
     }
@@ -223,11 +265,30 @@ mod tests {
     #[test]
     fn bursts_are_consumed_in_order_and_then_removed() {
         let faults = Faults::default();
-        faults.set(Route::ArmFicPut.into(), Fault { throttle_next: 1, fail_next: 1, ..Fault::default() });
+        faults.set(
+            Route::ArmFicPut.into(),
+            Fault {
+                throttle_next: 1,
+                fail_next: 1,
+                ..Fault::default()
+            },
+        );
         let d = faults.decide(Route::ArmFicPut);
-        assert_eq!(d.action, Some(Action::Respond { status: 429, retry_after: Some(1) }));
+        assert_eq!(
+            d.action,
+            Some(Action::Respond {
+                status: 429,
+                retry_after: Some(1)
+            })
+        );
         let d = faults.decide(Route::ArmFicPut);
-        assert_eq!(d.action, Some(Action::Respond { status: 500, retry_after: None }));
+        assert_eq!(
+            d.action,
+            Some(Action::Respond {
+                status: 500,
+                retry_after: None
+            })
+        );
         assert_eq!(faults.decide(Route::ArmFicPut), Decision::default());
         assert!(faults.snapshot().is_empty());
         assert_eq!(faults.decide(Route::ArmFicGet), Decision::default());
@@ -236,11 +297,20 @@ mod tests {
     #[test]
     fn all_routes_fault_applies_except_admin_and_latencies_add() {
         let faults = Faults::default();
-        faults.set(RouteSelector::All, Fault::outage().with_latency(Duration::from_millis(5)));
+        faults.set(
+            RouteSelector::All,
+            Fault::outage().with_latency(Duration::from_millis(5)),
+        );
         faults.set(Route::EntraToken.into(), Fault::latency(Duration::from_millis(7)));
         let d = faults.decide(Route::EntraToken);
         assert_eq!(d.latency, Duration::from_millis(12));
-        assert_eq!(d.action, Some(Action::Respond { status: 503, retry_after: Some(1) }));
+        assert_eq!(
+            d.action,
+            Some(Action::Respond {
+                status: 503,
+                retry_after: Some(1)
+            })
+        );
         assert_eq!(faults.decide(Route::Admin), Decision::default());
         faults.clear(None);
         assert_eq!(faults.decide(Route::EntraToken), Decision::default());

@@ -22,14 +22,27 @@ impl Jwt {
             return Err(format!("expected 3 dot-separated parts, found {}", parts.len()));
         };
         let decode_json = |what: &str, part: &str| -> Result<Value, String> {
-            let bytes = B64.decode(part.trim_end_matches('=')).map_err(|_| format!("the {what} is not base64url"))?;
+            let bytes = B64
+                .decode(part.trim_end_matches('='))
+                .map_err(|_| format!("the {what} is not base64url"))?;
             let v: Value = serde_json::from_slice(&bytes).map_err(|_| format!("the {what} is not JSON"))?;
-            if v.is_object() { Ok(v) } else { Err(format!("the {what} is not a JSON object")) }
+            if v.is_object() {
+                Ok(v)
+            } else {
+                Err(format!("the {what} is not a JSON object"))
+            }
         };
         let header = decode_json("header", h)?;
         let claims = decode_json("payload", c)?;
-        let signature = B64.decode(s.trim_end_matches('=')).map_err(|_| "the signature is not base64url".to_owned())?;
-        Ok(Jwt { header, claims, signing_input: format!("{h}.{c}"), signature })
+        let signature = B64
+            .decode(s.trim_end_matches('='))
+            .map_err(|_| "the signature is not base64url".to_owned())?;
+        Ok(Jwt {
+            header,
+            claims,
+            signing_input: format!("{h}.{c}"),
+            signature,
+        })
     }
 
     pub(crate) fn alg(&self) -> Option<&str> {
@@ -61,10 +74,18 @@ impl Jwt {
 
     /// Verifies an RS256 signature with a JWK's base64url `n` and `e`.
     pub(crate) fn verify_rs256(&self, n: &str, e: &str) -> Result<(), String> {
-        let n = B64.decode(n.trim_end_matches('=')).map_err(|_| "the key's 'n' is not base64url".to_owned())?;
-        let e = B64.decode(e.trim_end_matches('=')).map_err(|_| "the key's 'e' is not base64url".to_owned())?;
+        let n = B64
+            .decode(n.trim_end_matches('='))
+            .map_err(|_| "the key's 'n' is not base64url".to_owned())?;
+        let e = B64
+            .decode(e.trim_end_matches('='))
+            .map_err(|_| "the key's 'e' is not base64url".to_owned())?;
         RsaPublicKeyComponents { n: &n, e: &e }
-            .verify(&RSA_PKCS1_2048_8192_SHA256, self.signing_input.as_bytes(), &self.signature)
+            .verify(
+                &RSA_PKCS1_2048_8192_SHA256,
+                self.signing_input.as_bytes(),
+                &self.signature,
+            )
             .map_err(|_| "the signature does not verify with the key".to_owned())
     }
 }

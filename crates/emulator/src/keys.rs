@@ -26,8 +26,13 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     pub(crate) fn generate() -> Result<Self> {
-        let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| Error::Crypto("RSA key generation".into()))?;
-        let pkcs8 = key.as_der().map_err(|_| Error::Crypto("PKCS#8 encoding".into()))?.as_ref().to_vec();
+        let key =
+            KeyPair::generate(KeySize::Rsa2048).map_err(|_| Error::Crypto("RSA key generation".into()))?;
+        let pkcs8 = key
+            .as_der()
+            .map_err(|_| Error::Crypto("PKCS#8 encoding".into()))?
+            .as_ref()
+            .to_vec();
         Self::from_parts(key, pkcs8)
     }
 
@@ -42,7 +47,13 @@ impl Signer {
         let n = B64.encode(&comps.n);
         let e = B64.encode(&comps.e);
         let kid = thumbprint(&n, &e);
-        Ok(Self { key, pkcs8, kid, n, e })
+        Ok(Self {
+            key,
+            pkcs8,
+            kid,
+            n,
+            e,
+        })
     }
 
     pub(crate) fn pkcs8(&self) -> &[u8] {
@@ -61,10 +72,19 @@ impl Signer {
     /// Signs `claims` as a compact RS256 JWS with this key's `kid`.
     pub(crate) fn sign(&self, claims: &Value) -> Result<String> {
         let header = json!({"alg": "RS256", "typ": "JWT", "kid": self.kid});
-        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
         let mut sig = vec![0u8; self.key.public_modulus_len()];
         self.key
-            .sign(&signature::RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), input.as_bytes(), &mut sig)
+            .sign(
+                &signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                input.as_bytes(),
+                &mut sig,
+            )
             .map_err(|_| Error::Crypto("RS256 signing".into()))?;
         Ok(format!("{input}.{}", B64.encode(sig)))
     }
@@ -83,7 +103,10 @@ impl Signer {
 /// RFC 7638 JWK thumbprint (SHA-256, base64url) of an RSA public key.
 pub(crate) fn thumbprint(n: &str, e: &str) -> String {
     let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
-    B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()))
+    B64.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        canonical.as_bytes(),
+    ))
 }
 
 #[cfg(test)]

@@ -75,7 +75,9 @@ pub use error::{Error, Result};
 pub use faults::{Fault, OutageMode};
 pub use ops::{FicInfo, IdentityInfo, ServicePrincipalCredentials, ServicePrincipalSpec};
 pub use routes::{ADMIN_PREFIX, Route, RouteSelector};
-pub use seed::{Seed, SeedFic, SeedIdentity, SeedResourceGroup, SeedServicePrincipal, SeedSubscription, SeedTenant};
+pub use seed::{
+    Seed, SeedFic, SeedIdentity, SeedResourceGroup, SeedServicePrincipal, SeedSubscription, SeedTenant,
+};
 pub use state::FIC_LIMIT_CODE;
 
 use crate::entra::issuer_cache::IssuerCache;
@@ -148,14 +150,23 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator> {
             let tenant = TenantId::new_random();
             let principal = ops::new_principal(&ServicePrincipalSpec::default(), tenant);
             let key = base64::engine::general_purpose::STANDARD.encode(signer.pkcs8());
-            (State::new(key, tenant, principal, &SubscriptionId::new_random().to_string()), signer)
+            (
+                State::new(key, tenant, principal, &SubscriptionId::new_random().to_string()),
+                signer,
+            )
         }
     };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| Error::Bind { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     let host = match &config.advertised_host {
         Some(h) => h.clone(),
@@ -171,8 +182,11 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator> {
         max_fics_per_identity: config.max_fics_per_identity,
         auto_create_containers: config.auto_create_containers,
     };
-    let issuers =
-        IssuerCache::new(config.jwks_cache_ttl, config.issuer_fetch_timeout, &config.issuer_trust_roots_pem)?;
+    let issuers = IssuerCache::new(
+        config.jwks_cache_ttl,
+        config.issuer_fetch_timeout,
+        &config.issuer_trust_roots_pem,
+    )?;
     let shared = Arc::new(Shared::new(
         settings,
         state,
@@ -222,7 +236,10 @@ pub(crate) fn info_of(shared: &Shared) -> EmulatorInfo {
         admin_url: format!("{base}{ADMIN_PREFIX}"),
         tenant_id: tenant,
         subscription_id: subscription,
-        client_id: sp.as_ref().map(|p| p.client_id).unwrap_or_else(|| ClientId::from_uuid(uuid::Uuid::nil())),
+        client_id: sp
+            .as_ref()
+            .map(|p| p.client_id)
+            .unwrap_or_else(|| ClientId::from_uuid(uuid::Uuid::nil())),
         client_secret: sp.map(|p| p.client_secret).unwrap_or_default(),
         jwks_url: format!("{base}/common/discovery/keys"),
         openid_configuration_url: format!("{base}/{tenant}/v2.0/.well-known/openid-configuration"),
@@ -268,7 +285,10 @@ impl Emulator {
 
     /// `{base_url}/{tenant}/v2.0/.well-known/openid-configuration`.
     pub fn openid_configuration_url(&self, tenant: &TenantId) -> String {
-        format!("{}/{tenant}/v2.0/.well-known/openid-configuration", self.base_url())
+        format!(
+            "{}/{tenant}/v2.0/.well-known/openid-configuration",
+            self.base_url()
+        )
     }
 
     /// The JWKS of the emulator's token signer: `{base_url}/common/discovery/keys`.
@@ -298,12 +318,14 @@ impl Emulator {
 
     /// The default service principal (unrestricted ARM access).
     pub fn default_principal(&self) -> ServicePrincipalCredentials {
-        self.shared.default_principal().unwrap_or_else(|| ServicePrincipalCredentials {
-            tenant_id: self.default_tenant(),
-            client_id: ClientId::from_uuid(uuid::Uuid::nil()),
-            client_secret: String::new(),
-            object_id: PrincipalId::from_uuid(uuid::Uuid::nil()),
-        })
+        self.shared
+            .default_principal()
+            .unwrap_or_else(|| ServicePrincipalCredentials {
+                tenant_id: self.default_tenant(),
+                client_id: ClientId::from_uuid(uuid::Uuid::nil()),
+                client_secret: String::new(),
+                object_id: PrincipalId::from_uuid(uuid::Uuid::nil()),
+            })
     }
 
     /// Creates a tenant.
@@ -313,18 +335,30 @@ impl Emulator {
 
     /// Creates a service principal with a random client id and secret and unrestricted ARM access.
     pub fn create_service_principal(&self, tenant: &TenantId) -> Result<ServicePrincipalCredentials> {
-        self.shared.create_service_principal(&ServicePrincipalSpec { tenant_id: Some(*tenant), ..Default::default() })
+        self.shared.create_service_principal(&ServicePrincipalSpec {
+            tenant_id: Some(*tenant),
+            ..Default::default()
+        })
     }
 
     /// Creates a service principal as specified (ids, secret, ARM scopes).
-    pub fn create_service_principal_with(&self, spec: &ServicePrincipalSpec) -> Result<ServicePrincipalCredentials> {
+    pub fn create_service_principal_with(
+        &self,
+        spec: &ServicePrincipalSpec,
+    ) -> Result<ServicePrincipalCredentials> {
         self.shared.create_service_principal(spec)
     }
 
     /// Creates (or updates) a user-assigned identity, in the subscription's tenant (the default
     /// tenant for a new subscription).
-    pub fn create_identity(&self, subscription: &str, resource_group: &str, name: &str) -> Result<IdentityInfo> {
-        self.shared.create_identity(subscription, resource_group, name, None)
+    pub fn create_identity(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+        name: &str,
+    ) -> Result<IdentityInfo> {
+        self.shared
+            .create_identity(subscription, resource_group, name, None)
     }
 
     /// An identity, if it exists.

@@ -76,15 +76,22 @@ async fn main() -> anyhow::Result<()> {
         config.seed = Some(Seed::from_file(path)?);
     }
     if let Some(path) = &args.issuer_ca {
-        let pem = std::fs::read_to_string(path).with_context(|| format!("reading --issuer-ca {}", path.display()))?;
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --issuer-ca {}", path.display()))?;
         config.issuer_trust_roots_pem.push(pem);
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        let cert_pem =
-            std::fs::read_to_string(cert).with_context(|| format!("reading --tls-cert {}", cert.display()))?;
-        let key_pem = std::fs::read_to_string(key).with_context(|| format!("reading --tls-key {}", key.display()))?;
-        let tls = idbind_tls::server_config(&cert_pem, &key_pem)
-            .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
+        let cert_pem = std::fs::read_to_string(cert)
+            .with_context(|| format!("reading --tls-cert {}", cert.display()))?;
+        let key_pem =
+            std::fs::read_to_string(key).with_context(|| format!("reading --tls-key {}", key.display()))?;
+        let tls = idbind_tls::server_config(&cert_pem, &key_pem).with_context(|| {
+            format!(
+                "loading TLS certificate {} and key {}",
+                cert.display(),
+                key.display()
+            )
+        })?;
         config.tls = Some(Arc::new(tls));
     }
 

@@ -129,10 +129,16 @@ impl Shared {
         Ok(id)
     }
 
-    pub(crate) fn create_service_principal(&self, spec: &ServicePrincipalSpec) -> Result<ServicePrincipalCredentials> {
+    pub(crate) fn create_service_principal(
+        &self,
+        spec: &ServicePrincipalSpec,
+    ) -> Result<ServicePrincipalCredentials> {
         let tenant = spec.tenant_id.unwrap_or_else(|| self.state.read().default_tenant);
         if !self.state.read().tenants.contains_key(&tenant) {
-            return Err(Error::NotFound { what: "tenant", id: tenant.to_string() });
+            return Err(Error::NotFound {
+                what: "tenant",
+                id: tenant.to_string(),
+            });
         }
         let p = new_principal(spec, tenant);
         let creds = credentials(&p);
@@ -158,7 +164,9 @@ impl Shared {
         let now = crate::clock::rfc3339(self.now());
         let tenant = {
             let s = self.state.read();
-            s.subscription(subscription).map(|x| x.tenant).unwrap_or(s.default_tenant)
+            s.subscription(subscription)
+                .map(|x| x.tenant)
+                .unwrap_or(s.default_tenant)
         };
         self.mutate(|s| {
             s.put_identity(
@@ -172,7 +180,10 @@ impl Shared {
                 &now,
             );
         })?;
-        self.identity_info(&id).ok_or_else(|| Error::NotFound { what: "identity", id: id.to_string() })
+        self.identity_info(&id).ok_or_else(|| Error::NotFound {
+            what: "identity",
+            id: id.to_string(),
+        })
     }
 
     pub(crate) fn identity_info(&self, id: &IdentityResourceId) -> Option<IdentityInfo> {
@@ -216,7 +227,10 @@ impl Shared {
                 i.arm_scopes = scopes;
                 Ok(())
             }
-            None => Err(Error::NotFound { what: "identity", id: id.to_string() }),
+            None => Err(Error::NotFound {
+                what: "identity",
+                id: id.to_string(),
+            }),
         })?
     }
 
@@ -270,7 +284,16 @@ impl Shared {
                         s.ensure_resource_group(&sub.id, t.id, &rg.name);
                         for i in &rg.identities {
                             let location = i.location.as_deref().unwrap_or(DEFAULT_LOCATION);
-                            s.put_identity(&sub.id, &rg.name, &i.name, location, i.tags.clone(), t.id, SEED_ACTOR, &now);
+                            s.put_identity(
+                                &sub.id,
+                                &rg.name,
+                                &i.name,
+                                location,
+                                i.tags.clone(),
+                                t.id,
+                                SEED_ACTOR,
+                                &now,
+                            );
                             let key = identity_key(&sub.id, &rg.name, &i.name);
                             if let Some(entry) = s.identities.get_mut(&key) {
                                 entry.tenant_id = t.id;

@@ -20,7 +20,10 @@ pub(crate) struct Persister {
 
 impl Persister {
     pub(crate) fn new(path: PathBuf) -> Self {
-        Self { path, lock: Mutex::new(()) }
+        Self {
+            path,
+            lock: Mutex::new(()),
+        }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -28,7 +31,11 @@ impl Persister {
     }
 
     fn temp_path(&self) -> PathBuf {
-        let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let mut name = self
+            .path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
         name.push(".tmp");
         self.path.with_file_name(name)
     }
@@ -44,14 +51,24 @@ impl Persister {
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(Error::StateRead { path: self.path.clone(), source }),
+            Err(source) => {
+                return Err(Error::StateRead {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
         };
-        let state: State = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::StateParse { path: self.path.clone(), reason: e.to_string() })?;
+        let state: State = serde_json::from_slice(&bytes).map_err(|e| Error::StateParse {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
         if state.format != STATE_FORMAT {
             return Err(Error::StateParse {
                 path: self.path.clone(),
-                reason: format!("format version {} is not supported (expected {STATE_FORMAT})", state.format),
+                reason: format!(
+                    "format version {} is not supported (expected {STATE_FORMAT})",
+                    state.format
+                ),
             });
         }
         Ok(Some(state))
@@ -65,7 +82,10 @@ impl Persister {
     }
 
     fn write_atomically(&self, bytes: &[u8]) -> Result<()> {
-        let err = |source| Error::StateWrite { path: self.path.clone(), source };
+        let err = |source| Error::StateWrite {
+            path: self.path.clone(),
+            source,
+        };
         let temp = self.temp_path();
         {
             let mut options = fs::OpenOptions::new();

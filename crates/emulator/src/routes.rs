@@ -99,7 +99,8 @@ impl Route {
         let get = method == Method::GET;
         match segs.as_slice() {
             [_, "oauth2", "v2.0", "token"] if method == Method::POST => Route::EntraToken,
-            [_, "v2.0", ".well-known", "openid-configuration"] | [_, ".well-known", "openid-configuration"]
+            [_, "v2.0", ".well-known", "openid-configuration"]
+            | [_, ".well-known", "openid-configuration"]
                 if get =>
             {
                 Route::EntraOpenIdConfiguration
@@ -120,14 +121,17 @@ impl fmt::Display for Route {
 impl FromStr for Route {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        Route::ALL.into_iter().find(|r| r.name() == s).ok_or_else(|| Error::InvalidInput {
-            what: "route name",
-            input: s.to_owned(),
-            reason: format!(
-                "expected one of {}",
-                Route::ALL.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
-            ),
-        })
+        Route::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| Error::InvalidInput {
+                what: "route name",
+                input: s.to_owned(),
+                reason: format!(
+                    "expected one of {}",
+                    Route::ALL.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
+                ),
+            })
     }
 }
 
@@ -159,7 +163,11 @@ impl From<Route> for RouteSelector {
 impl FromStr for RouteSelector {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        if s == "*" || s == "all" { Ok(RouteSelector::All) } else { s.parse().map(RouteSelector::Route) }
+        if s == "*" || s == "all" {
+            Ok(RouteSelector::All)
+        } else {
+            s.parse().map(RouteSelector::Route)
+        }
     }
 }
 
@@ -182,7 +190,11 @@ pub(crate) struct ArmPath {
 
 impl ArmPath {
     pub(crate) fn parse(path: &str) -> Option<ArmPath> {
-        let segs: Vec<&str> = path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
+        let segs: Vec<&str> = path
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .split('/')
+            .collect();
         let eq = |i: usize, want: &str| segs.get(i).is_some_and(|s| s.eq_ignore_ascii_case(want));
         if !eq(0, "subscriptions") || segs.get(1).is_none_or(|s| s.is_empty()) {
             return None;
@@ -208,11 +220,24 @@ impl ArmPath {
         let resource_group = Some(segs[3].to_owned());
         let name = |i: usize| segs.get(i).filter(|s| !s.is_empty()).map(|s| (*s).to_owned());
         match segs.len() {
-            7 => Some(ArmPath { subscription, resource_group, identity: None, fic: None }),
-            8 => Some(ArmPath { subscription, resource_group, identity: name(7), fic: None }),
-            9 if eq(8, "federatedIdentityCredentials") => {
-                Some(ArmPath { subscription, resource_group, identity: name(7), fic: Some(None) })
-            }
+            7 => Some(ArmPath {
+                subscription,
+                resource_group,
+                identity: None,
+                fic: None,
+            }),
+            8 => Some(ArmPath {
+                subscription,
+                resource_group,
+                identity: name(7),
+                fic: None,
+            }),
+            9 if eq(8, "federatedIdentityCredentials") => Some(ArmPath {
+                subscription,
+                resource_group,
+                identity: name(7),
+                fic: Some(None),
+            }),
             10 if eq(8, "federatedIdentityCredentials") => Some(ArmPath {
                 subscription,
                 resource_group,
@@ -245,21 +270,54 @@ mod tests {
 
     #[test]
     fn classifies_entra_arm_and_admin_paths() {
-        let id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/a";
+        let id =
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/a";
         let cases = [
             (Method::POST, "/t/oauth2/v2.0/token", Route::EntraToken),
-            (Method::GET, "/t/v2.0/.well-known/openid-configuration", Route::EntraOpenIdConfiguration),
+            (
+                Method::GET,
+                "/t/v2.0/.well-known/openid-configuration",
+                Route::EntraOpenIdConfiguration,
+            ),
             (Method::GET, "/common/discovery/keys", Route::EntraJwks),
-            (Method::GET, "/common/discovery/instance", Route::EntraInstanceDiscovery),
+            (
+                Method::GET,
+                "/common/discovery/instance",
+                Route::EntraInstanceDiscovery,
+            ),
             (Method::GET, id, Route::ArmIdentityGet),
             (Method::PUT, id, Route::ArmIdentityPut),
             (Method::DELETE, id, Route::ArmIdentityDelete),
-            (Method::GET, "/subscriptions/s/resourcegroups/rg/providers/microsoft.managedidentity/userassignedidentities", Route::ArmIdentityList),
-            (Method::GET, "/subscriptions/s/providers/Microsoft.ManagedIdentity/userAssignedIdentities", Route::ArmIdentityList),
-            (Method::GET, &format!("{id}/federatedIdentityCredentials"), Route::ArmFicList),
-            (Method::PUT, &format!("{id}/federatedIdentityCredentials/f"), Route::ArmFicPut),
-            (Method::GET, &format!("{id}/federatedIdentityCredentials/f"), Route::ArmFicGet),
-            (Method::DELETE, &format!("{id}/federatedIdentityCredentials/f"), Route::ArmFicDelete),
+            (
+                Method::GET,
+                "/subscriptions/s/resourcegroups/rg/providers/microsoft.managedidentity/userassignedidentities",
+                Route::ArmIdentityList,
+            ),
+            (
+                Method::GET,
+                "/subscriptions/s/providers/Microsoft.ManagedIdentity/userAssignedIdentities",
+                Route::ArmIdentityList,
+            ),
+            (
+                Method::GET,
+                &format!("{id}/federatedIdentityCredentials"),
+                Route::ArmFicList,
+            ),
+            (
+                Method::PUT,
+                &format!("{id}/federatedIdentityCredentials/f"),
+                Route::ArmFicPut,
+            ),
+            (
+                Method::GET,
+                &format!("{id}/federatedIdentityCredentials/f"),
+                Route::ArmFicGet,
+            ),
+            (
+                Method::DELETE,
+                &format!("{id}/federatedIdentityCredentials/f"),
+                Route::ArmFicDelete,
+            ),
             (Method::POST, id, Route::Other),
             (Method::GET, "/_emulator/counters", Route::Admin),
             (Method::GET, "/nothing", Route::Other),

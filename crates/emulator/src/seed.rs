@@ -131,7 +131,10 @@ fn default_audiences() -> Vec<String> {
 impl Seed {
     /// Parses a seed from YAML (JSON is accepted too, being YAML).
     pub fn from_str_named(text: &str, source_name: &str) -> Result<Seed> {
-        let err = |reason: String| Error::Seed { source_name: source_name.to_owned(), reason };
+        let err = |reason: String| Error::Seed {
+            source_name: source_name.to_owned(),
+            reason,
+        };
         if text.trim_start().starts_with('{') {
             return serde_json::from_str(text).map_err(|e| err(e.to_string()));
         }
@@ -141,8 +144,10 @@ impl Seed {
     /// Reads a seed file (YAML or JSON).
     pub fn from_file(path: &Path) -> Result<Seed> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Seed { source_name: name.clone(), reason: format!("cannot read it: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Seed {
+            source_name: name.clone(),
+            reason: format!("cannot read it: {e}"),
+        })?;
         Self::from_str_named(&text, &name)
     }
 }
@@ -167,16 +172,24 @@ mod tests {
         assert!(t.default);
         assert_eq!(t.service_principals.len(), 2);
         let id = &t.subscriptions[0].resource_groups[0].identities[0];
-        assert_eq!(id.federated_identity_credentials[0].audiences, default_audiences());
+        assert_eq!(
+            id.federated_identity_credentials[0].audiences,
+            default_audiences()
+        );
     }
 
     #[test]
     fn unknown_fields_are_rejected_with_the_source_name() {
-        let err = Seed::from_str_named("tenants:\n  - id: 11111111-1111-1111-1111-111111111111\n    nope: 1\n", "x.yaml")
+        let err = Seed::from_str_named(
+            "tenants:\n  - id: 11111111-1111-1111-1111-111111111111\n    nope: 1\n",
+            "x.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("x.yaml") && err.contains("nope"), "{err}");
+        let err = Seed::from_str_named("{\"tenants\": [{\"id\": \"bad\"}]}", "y.json")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("x.yaml") && err.contains("nope"), "{err}");
-        let err = Seed::from_str_named("{\"tenants\": [{\"id\": \"bad\"}]}", "y.json").unwrap_err().to_string();
         assert!(err.contains("y.json") && err.contains("tenant id"), "{err}");
     }
 }

@@ -124,7 +124,11 @@ impl Shared {
     }
 
     /// Marks an identity as being written; 409 if another FIC write holds it.
-    pub(crate) fn hold_identity(self: &Arc<Self>, key: &str, identity_id: &str) -> Result<HoldGuard, ArmError> {
+    pub(crate) fn hold_identity(
+        self: &Arc<Self>,
+        key: &str,
+        identity_id: &str,
+    ) -> Result<HoldGuard, ArmError> {
         if !self.holds.lock().insert(key.to_owned()) {
             return Err(ArmError::new(
                 409,
@@ -136,7 +140,10 @@ impl Shared {
                 ),
             ));
         }
-        Ok(HoldGuard { shared: Arc::clone(self), key: key.to_owned() })
+        Ok(HoldGuard {
+            shared: Arc::clone(self),
+            key: key.to_owned(),
+        })
     }
 }
 
@@ -232,7 +239,9 @@ async fn gate(
             shared.counters.record(route, STATUS_CONNECTION_RESET);
             return Err(InjectedReset);
         }
-        Some(Action::Respond { status, retry_after }) => fault_response(&shared, route, status, retry_after, req.headers()),
+        Some(Action::Respond { status, retry_after }) => {
+            fault_response(&shared, route, status, retry_after, req.headers())
+        }
         None => {
             let resp: std::result::Result<Response, Infallible> = router.oneshot(req.map(Body::new)).await;
             match resp {
@@ -262,23 +271,34 @@ fn fault_response(
             504 => "GatewayTimeout",
             _ => "InjectedFault",
         };
-        let mut r = ArmError::new(status.as_u16(), code, format!("Injected fault: HTTP {}.", status.as_u16()))
-            .into_response();
+        let mut r = ArmError::new(
+            status.as_u16(),
+            code,
+            format!("Injected fault: HTTP {}.", status.as_u16()),
+        )
+        .into_response();
         let id = uuid::Uuid::new_v4().to_string();
         if let Ok(v) = HeaderValue::from_str(&id) {
             r.headers_mut().insert("x-ms-request-id", v.clone());
             r.headers_mut().insert("x-ms-correlation-request-id", v);
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
-            r.headers_mut().insert("x-ms-ratelimit-remaining-subscription-writes", HeaderValue::from(0));
-            r.headers_mut().insert("x-ms-ratelimit-remaining-subscription-reads", HeaderValue::from(0));
+            r.headers_mut().insert(
+                "x-ms-ratelimit-remaining-subscription-writes",
+                HeaderValue::from(0),
+            );
+            r.headers_mut().insert(
+                "x-ms-ratelimit-remaining-subscription-reads",
+                HeaderValue::from(0),
+            );
         }
         r
     } else {
         EntraError::transient(status).into_response_for(shared, headers)
     };
     if let Some(secs) = retry_after {
-        resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }

@@ -117,7 +117,11 @@ pub(crate) struct Violation {
 
 impl Violation {
     pub(crate) fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        Self { status, code: code.to_owned(), message: message.into() }
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
@@ -127,7 +131,10 @@ impl Violation {
 
 impl From<Violation> for crate::Error {
     fn from(v: Violation) -> Self {
-        crate::Error::Rejected { code: v.code, message: v.message }
+        crate::Error::Rejected {
+            code: v.code,
+            message: v.message,
+        }
     }
 }
 
@@ -156,7 +163,12 @@ pub(crate) enum Client<'a> {
 }
 
 impl State {
-    pub(crate) fn new(signing_key: String, tenant: TenantId, principal: Principal, subscription: &str) -> Self {
+    pub(crate) fn new(
+        signing_key: String,
+        tenant: TenantId,
+        principal: Principal,
+        subscription: &str,
+    ) -> Self {
         let mut state = State {
             format: STATE_FORMAT,
             signing_key,
@@ -185,11 +197,13 @@ impl State {
 
     /// The subscription, created in `tenant` if missing.
     pub(crate) fn ensure_subscription(&mut self, id: &str, tenant: TenantId) -> &mut Subscription {
-        self.subscriptions.entry(id.to_ascii_lowercase()).or_insert_with(|| Subscription {
-            id: id.to_owned(),
-            tenant,
-            resource_groups: BTreeMap::new(),
-        })
+        self.subscriptions
+            .entry(id.to_ascii_lowercase())
+            .or_insert_with(|| Subscription {
+                id: id.to_owned(),
+                tenant,
+                resource_groups: BTreeMap::new(),
+            })
     }
 
     pub(crate) fn ensure_resource_group(&mut self, subscription: &str, tenant: TenantId, rg: &str) {
@@ -200,7 +214,8 @@ impl State {
     }
 
     pub(crate) fn resource_group_exists(&self, subscription: &str, rg: &str) -> bool {
-        self.subscription(subscription).is_some_and(|s| s.resource_groups.contains_key(&rg.to_ascii_lowercase()))
+        self.subscription(subscription)
+            .is_some_and(|s| s.resource_groups.contains_key(&rg.to_ascii_lowercase()))
     }
 
     /// A client of `tenant` by client id: a service principal or an identity.
@@ -209,7 +224,10 @@ impl State {
         if let Some(p) = self.principals.get(&id).filter(|p| p.tenant == tenant) {
             return Some(Client::Principal(p));
         }
-        self.identities.values().find(|i| i.client_id == id && i.tenant_id == tenant).map(Client::Identity)
+        self.identities
+            .values()
+            .find(|i| i.client_id == id && i.tenant_id == tenant)
+            .map(Client::Identity)
     }
 
     /// The ARM scopes an object id (principal or identity) may act on; `None` means everything.
@@ -218,7 +236,10 @@ impl State {
         if let Some(p) = self.principals.values().find(|p| p.object_id == oid) {
             return Some(p.arm_scopes.clone());
         }
-        self.identities.values().find(|i| i.principal_id == oid).map(|i| Some(i.arm_scopes.clone()))
+        self.identities
+            .values()
+            .find(|i| i.principal_id == oid)
+            .map(|i| Some(i.arm_scopes.clone()))
     }
 
     pub(crate) fn identity(&self, key: &str) -> Option<&Identity> {
@@ -240,7 +261,10 @@ impl State {
         now: &str,
     ) -> (bool, &Identity) {
         self.ensure_resource_group(subscription, tenant, resource_group);
-        let sub_tenant = self.subscription(subscription).map(|s| s.tenant).unwrap_or(tenant);
+        let sub_tenant = self
+            .subscription(subscription)
+            .map(|s| s.tenant)
+            .unwrap_or(tenant);
         let key = identity_key(subscription, resource_group, name);
         let created = !self.identities.contains_key(&key);
         let entry = self.identities.entry(key).or_insert_with(|| Identity {
@@ -280,13 +304,14 @@ impl State {
         actor: Actor<'_>,
         now: &str,
     ) -> Result<bool, Violation> {
-        let identity = self.identities.get_mut(key).ok_or_else(|| parent_not_found(key))?;
+        let identity = self
+            .identities
+            .get_mut(key)
+            .ok_or_else(|| parent_not_found(key))?;
         let lname = name.to_ascii_lowercase();
-        if let Some(other) = identity
-            .fics
-            .values()
-            .find(|f| f.name.to_ascii_lowercase() != lname && f.issuer == input.issuer && f.subject == input.subject)
-        {
+        if let Some(other) = identity.fics.values().find(|f| {
+            f.name.to_ascii_lowercase() != lname && f.issuer == input.issuer && f.subject == input.subject
+        }) {
             return Err(Violation::bad_request(format!(
                 "Issuer and subject combination already exists for this Managed Identity. \
                  (Federated identity credential '{}' has the same issuer and subject.)",
@@ -324,7 +349,10 @@ impl State {
 
     /// Deletes a FIC. `Ok(false)` if the identity exists but the credential does not.
     pub(crate) fn delete_fic(&mut self, key: &str, name: &str) -> Result<bool, Violation> {
-        let identity = self.identities.get_mut(key).ok_or_else(|| parent_not_found(key))?;
+        let identity = self
+            .identities
+            .get_mut(key)
+            .ok_or_else(|| parent_not_found(key))?;
         Ok(identity.fics.remove(&name.to_ascii_lowercase()).is_some())
     }
 }
@@ -367,16 +395,21 @@ pub(crate) fn check_fic_body(body: &serde_json::Value) -> Result<FicInput, Viola
              'properties.issuer', 'properties.subject' and 'properties.audiences' are required.",
         )
     };
-    let props = body.get("properties").and_then(|p| p.as_object()).ok_or_else(empty)?;
+    let props = body
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .ok_or_else(empty)?;
     if props.is_empty() {
         return Err(empty());
     }
     let string = |field: &str| -> Result<String, Violation> {
         match props.get(field) {
             Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            Some(serde_json::Value::String(_)) | None | Some(serde_json::Value::Null) => Err(Violation::bad_request(
-                format!("The federated identity credential property '{field}' is required and must not be empty."),
-            )),
+            Some(serde_json::Value::String(_)) | None | Some(serde_json::Value::Null) => {
+                Err(Violation::bad_request(format!(
+                    "The federated identity credential property '{field}' is required and must not be empty."
+                )))
+            }
             Some(_) => Err(Violation::bad_request(format!(
                 "The federated identity credential property '{field}' must be a string."
             ))),
@@ -391,7 +424,11 @@ pub(crate) fn check_fic_body(body: &serde_json::Value) -> Result<FicInput, Viola
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| Violation::bad_request("'properties.audiences' must be an array of strings."))?,
         None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(_) => return Err(Violation::bad_request("'properties.audiences' must be an array of strings.")),
+        Some(_) => {
+            return Err(Violation::bad_request(
+                "'properties.audiences' must be an array of strings.",
+            ));
+        }
     };
     if audiences.len() != 1 {
         return Err(Violation::bad_request(format!(
@@ -425,9 +462,15 @@ pub(crate) fn check_fic_body(body: &serde_json::Value) -> Result<FicInput, Viola
         }
     }
     crate::urls::check_issuer_url(&issuer).map_err(|reason| {
-        Violation::bad_request(format!("The federated identity credential issuer '{issuer}' is invalid: {reason}."))
+        Violation::bad_request(format!(
+            "The federated identity credential issuer '{issuer}' is invalid: {reason}."
+        ))
     })?;
-    Ok(FicInput { issuer, subject, audiences })
+    Ok(FicInput {
+        issuer,
+        subject,
+        audiences,
+    })
 }
 
 #[cfg(test)]
@@ -442,11 +485,36 @@ mod tests {
     #[test]
     fn fic_body_rules() {
         assert!(check_fic_body(&body(&json!(["api://AzureADTokenExchange"]))).is_ok());
-        assert!(check_fic_body(&body(&json!([]))).unwrap_err().message.contains("exactly one audience"));
-        assert!(check_fic_body(&body(&json!(["a", "b"]))).unwrap_err().message.contains("exactly one audience"));
-        assert!(check_fic_body(&body(&json!(["api://other"]))).unwrap_err().message.contains("not supported"));
-        assert!(check_fic_body(&json!({"properties": {}})).unwrap_err().message.contains("empty properties"));
-        assert!(check_fic_body(&json!({})).unwrap_err().message.contains("empty properties"));
+        assert!(
+            check_fic_body(&body(&json!([])))
+                .unwrap_err()
+                .message
+                .contains("exactly one audience")
+        );
+        assert!(
+            check_fic_body(&body(&json!(["a", "b"])))
+                .unwrap_err()
+                .message
+                .contains("exactly one audience")
+        );
+        assert!(
+            check_fic_body(&body(&json!(["api://other"])))
+                .unwrap_err()
+                .message
+                .contains("not supported")
+        );
+        assert!(
+            check_fic_body(&json!({"properties": {}}))
+                .unwrap_err()
+                .message
+                .contains("empty properties")
+        );
+        assert!(
+            check_fic_body(&json!({}))
+                .unwrap_err()
+                .message
+                .contains("empty properties")
+        );
         let http = json!({"properties": {"issuer": "http://example.com/x", "subject": "s", "audiences": ["api://AzureADTokenExchange"]}});
         assert!(check_fic_body(&http).is_err());
         let local = json!({"properties": {"issuer": "http://127.0.0.1:9/x", "subject": "s", "audiences": ["api://AzureADTokenExchange"]}});
@@ -460,7 +528,10 @@ mod tests {
         assert!(check_fic_name("idbind").is_ok());
         assert!(check_fic_name("a_b-c").is_ok());
         for bad in ["ab", "-abc", "a b c", &"x".repeat(121)] {
-            assert_eq!(check_fic_name(bad).unwrap_err().code, "InvalidFederatedIdentityCredentialName");
+            assert_eq!(
+                check_fic_name(bad).unwrap_err().code,
+                "InvalidFederatedIdentityCredentialName"
+            );
         }
     }
 }

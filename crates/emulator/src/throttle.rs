@@ -47,7 +47,10 @@ pub(crate) struct Throttle {
 
 impl Throttle {
     pub(crate) fn new(config: ThrottleConfig) -> Self {
-        Self { config: Mutex::new(config), levels: Mutex::new(HashMap::new()) }
+        Self {
+            config: Mutex::new(config),
+            levels: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Replaces the configuration and refills every bucket.
@@ -73,7 +76,10 @@ impl Throttle {
         }
         let capacity = f64::from(bucket.capacity);
         let mut levels = self.levels.lock();
-        let level = levels.entry((caller.to_owned(), class)).or_insert(Level { tokens: capacity, at: now });
+        let level = levels.entry((caller.to_owned(), class)).or_insert(Level {
+            tokens: capacity,
+            at: now,
+        });
         let elapsed = (now - level.at).max(0.0);
         level.tokens = (level.tokens + elapsed * bucket.refill_per_second).min(capacity);
         level.at = now;
@@ -98,7 +104,11 @@ mod tests {
         assert_eq!(t.take("a", OpClass::Write, 0.0), Take::Allowed(1));
         assert_eq!(t.take("a", OpClass::Write, 0.0), Take::Allowed(0));
         assert_eq!(t.take("a", OpClass::Write, 0.0), Take::Throttled(2));
-        assert_eq!(t.take("b", OpClass::Write, 0.0), Take::Allowed(1), "buckets are per caller");
+        assert_eq!(
+            t.take("b", OpClass::Write, 0.0),
+            Take::Allowed(1),
+            "buckets are per caller"
+        );
         assert_eq!(t.take("a", OpClass::Read, 0.0), Take::Allowed(1), "and per class");
         assert_eq!(t.take("a", OpClass::Write, 2.0), Take::Allowed(0));
         t.set(ThrottleConfig::unlimited());

@@ -25,7 +25,9 @@ pub(crate) struct Caller {
 }
 
 fn unauthorized(shared: &Shared, code: &str, message: &str, tenant: Option<&TenantId>) -> ArmError {
-    let tenant = tenant.copied().unwrap_or_else(|| shared.state.read().default_tenant);
+    let tenant = tenant
+        .copied()
+        .unwrap_or_else(|| shared.state.read().default_tenant);
     let mut e = ArmError::new(401, code, message);
     e.www_authenticate = Some(format!(
         "Bearer authorization_uri=\"{}/{tenant}\", error=\"invalid_token\", error_description=\"{}\"",
@@ -59,9 +61,17 @@ pub(crate) fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Calle
             )
         })?;
     let claims = shared.signer.verify(token).ok_or_else(|| {
-        unauthorized(shared, "InvalidAuthenticationToken", "The access token is invalid.", None)
+        unauthorized(
+            shared,
+            "InvalidAuthenticationToken",
+            "The access token is invalid.",
+            None,
+        )
     })?;
-    let tenant = claims.get("tid").and_then(|v| v.as_str()).and_then(|t| TenantId::parse(t).ok());
+    let tenant = claims
+        .get("tid")
+        .and_then(|v| v.as_str())
+        .and_then(|t| TenantId::parse(t).ok());
     let now = unix_secs(shared.now());
     let skew = i64::try_from(shared.settings.clock_skew.as_secs()).unwrap_or(300);
     let exp = claims.get("exp").and_then(|v| v.as_i64()).unwrap_or(0);
@@ -78,7 +88,11 @@ pub(crate) fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Calle
             tenant.as_ref(),
         ));
     }
-    if claims.get("nbf").and_then(|v| v.as_i64()).is_some_and(|nbf| now + skew < nbf) {
+    if claims
+        .get("nbf")
+        .and_then(|v| v.as_i64())
+        .is_some_and(|nbf| now + skew < nbf)
+    {
         return Err(unauthorized(
             shared,
             "InvalidAuthenticationToken",
@@ -100,17 +114,30 @@ pub(crate) fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Calle
         ));
     }
     let (Some(tenant), Some(oid)) = (tenant, claims.get("oid").and_then(|v| v.as_str())) else {
-        return Err(unauthorized(shared, "InvalidAuthenticationToken", "The access token is invalid.", None));
+        return Err(unauthorized(
+            shared,
+            "InvalidAuthenticationToken",
+            "The access token is invalid.",
+            None,
+        ));
     };
     Ok(Caller {
         object_id: oid.to_owned(),
         tenant,
-        app_id: claims.get("appid").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+        app_id: claims
+            .get("appid")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned(),
     })
 }
 
 /// 401 when the token's tenant does not own the subscription.
-pub(crate) fn check_tenant(shared: &Shared, caller: &Caller, subscription_tenant: TenantId) -> Result<(), ArmError> {
+pub(crate) fn check_tenant(
+    shared: &Shared,
+    caller: &Caller,
+    subscription_tenant: TenantId,
+) -> Result<(), ArmError> {
     if caller.tenant == subscription_tenant {
         return Ok(());
     }
@@ -129,7 +156,12 @@ pub(crate) fn check_tenant(shared: &Shared, caller: &Caller, subscription_tenant
 }
 
 /// 403 unless the caller's ARM scopes cover `resource`.
-pub(crate) fn authorize(shared: &Shared, caller: &Caller, action: &str, resource: &str) -> Result<(), ArmError> {
+pub(crate) fn authorize(
+    shared: &Shared,
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+) -> Result<(), ArmError> {
     let scopes = shared.state.read().arm_scopes_of(&caller.object_id);
     let allowed = match scopes {
         Some(None) => true,
@@ -166,6 +198,9 @@ mod tests {
         assert!(covers("/", "/subscriptions/a"));
         assert!(covers("/subscriptions/A", "/subscriptions/a/resourceGroups/x"));
         assert!(!covers("/subscriptions/a", "/subscriptions/ab/resourceGroups/x"));
-        assert!(covers("/subscriptions/a/resourceGroups/x/", "/subscriptions/a/resourcegroups/X"));
+        assert!(covers(
+            "/subscriptions/a/resourceGroups/x/",
+            "/subscriptions/a/resourcegroups/X"
+        ));
     }
 }

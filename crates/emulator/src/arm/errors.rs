@@ -45,9 +45,14 @@ impl From<Violation> for ArmError {
 
 impl IntoResponse for ArmError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response();
+        let mut resp = (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response();
         if let Some(secs) = self.retry_after {
-            resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(v) = self.www_authenticate.and_then(|v| HeaderValue::from_str(&v).ok()) {
             resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);

@@ -38,7 +38,11 @@ fn key_of(req: &Request) -> String {
 }
 
 fn fic_name(req: &Request) -> &str {
-    req.path.fic.as_ref().and_then(|f| f.as_deref()).unwrap_or_default()
+    req.path
+        .fic
+        .as_ref()
+        .and_then(|f| f.as_deref())
+        .unwrap_or_default()
 }
 
 pub(crate) fn get(shared: &Arc<Shared>, req: &Request) -> Result<Response, ArmError> {
@@ -47,7 +51,11 @@ pub(crate) fn get(shared: &Arc<Shared>, req: &Request) -> Result<Response, ArmEr
     let identity = state.identity(&key).ok_or_else(|| parent_not_found(&key))?;
     let name = fic_name(req);
     let fic = identity.fics.get(&name.to_ascii_lowercase()).ok_or_else(|| {
-        ArmError::new(404, "NotFound", format!("The federated identity credential '{name}' was not found."))
+        ArmError::new(
+            404,
+            "NotFound",
+            format!("The federated identity credential '{name}' was not found."),
+        )
     })?;
     Ok(json(200, fic_json(identity, fic)))
 }
@@ -58,7 +66,10 @@ pub(crate) async fn put(shared: &Arc<Shared>, req: &Request) -> Result<Response,
     check_fic_name(name)?;
     let identity_id = {
         let state = shared.state.read();
-        state.identity(&key).ok_or_else(|| parent_not_found(&key))?.resource_id()
+        state
+            .identity(&key)
+            .ok_or_else(|| parent_not_found(&key))?
+            .resource_id()
     };
     let input = check_fic_body(&json_body(&req.body)?)?;
     let hold = shared.hold_identity(&key, &identity_id)?;
@@ -68,7 +79,10 @@ pub(crate) async fn put(shared: &Arc<Shared>, req: &Request) -> Result<Response,
     let (created, body) = shared.mutate(|s| -> Result<(bool, Value), ArmError> {
         let created = s.put_fic(&key, name, input, max, &actor, &now)?;
         let identity = s.identity(&key).ok_or_else(|| parent_not_found(&key))?;
-        let fic = identity.fics.get(&name.to_ascii_lowercase()).ok_or_else(|| ArmError::internal("FIC vanished"))?;
+        let fic = identity
+            .fics
+            .get(&name.to_ascii_lowercase())
+            .ok_or_else(|| ArmError::internal("FIC vanished"))?;
         Ok((created, fic_json(identity, fic)))
     })??;
     hold.complete().await;
@@ -80,7 +94,10 @@ pub(crate) async fn delete(shared: &Arc<Shared>, req: &Request) -> Result<Respon
     let key = key_of(req);
     let identity_id = {
         let state = shared.state.read();
-        state.identity(&key).ok_or_else(|| parent_not_found(&key))?.resource_id()
+        state
+            .identity(&key)
+            .ok_or_else(|| parent_not_found(&key))?
+            .resource_id()
     };
     let hold = shared.hold_identity(&key, &identity_id)?;
     let name = fic_name(req);
@@ -96,7 +113,11 @@ pub(crate) fn list(shared: &Arc<Shared>, req: &Request) -> Result<Response, ArmE
     let items: Vec<(String, Value)> = {
         let state = shared.state.read();
         let identity = state.identity(&key).ok_or_else(|| parent_not_found(&key))?;
-        identity.fics.iter().map(|(k, f)| (k.clone(), fic_json(identity, f))).collect()
+        identity
+            .fics
+            .iter()
+            .map(|(k, f)| (k.clone(), fic_json(identity, f)))
+            .collect()
     };
     Ok(json(200, paging::page(shared, req, items)?))
 }

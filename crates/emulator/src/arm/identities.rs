@@ -65,7 +65,9 @@ pub(crate) fn get(shared: &Arc<Shared>, req: &Request) -> Result<Response, ArmEr
 fn check_name(name: &str) -> Result<(), ArmError> {
     let ok = (3..=128).contains(&name.len())
         && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -83,13 +85,23 @@ pub(crate) fn put(shared: &Arc<Shared>, req: &Request) -> Result<Response, ArmEr
     let name = req.path.identity.as_deref().unwrap_or_default();
     check_name(name)?;
     let body = json_body(&req.body)?;
-    let location = body.get("location").and_then(Value::as_str).filter(|l| !l.is_empty()).ok_or_else(|| {
-        ArmError::bad_request("LocationRequired", "The location property is required for this definition.")
-    })?;
+    let location = body
+        .get("location")
+        .and_then(Value::as_str)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| {
+            ArmError::bad_request(
+                "LocationRequired",
+                "The location property is required for this definition.",
+            )
+        })?;
     let tags: BTreeMap<String, String> = match body.get("tags") {
         None | Some(Value::Null) => BTreeMap::new(),
         Some(t) => serde_json::from_value(t.clone()).map_err(|_| {
-            ArmError::bad_request("InvalidRequestContent", "'tags' must be an object of string values.")
+            ArmError::bad_request(
+                "InvalidRequestContent",
+                "'tags' must be an object of string values.",
+            )
         })?,
     };
     let now = crate::clock::rfc3339(shared.now());
@@ -126,7 +138,10 @@ pub(crate) fn list(shared: &Arc<Shared>, req: &Request) -> Result<Response, ArmE
             .identities
             .iter()
             .filter(|(_, i)| i.subscription.to_ascii_lowercase() == sub)
-            .filter(|(_, i)| rg.as_ref().is_none_or(|rg| &i.resource_group.to_ascii_lowercase() == rg))
+            .filter(|(_, i)| {
+                rg.as_ref()
+                    .is_none_or(|rg| &i.resource_group.to_ascii_lowercase() == rg)
+            })
             .map(|(k, i)| (k.clone(), identity_json(i)))
             .collect()
     };

@@ -38,8 +38,13 @@ pub const IDENTITY_API_VERSIONS: [&str; 8] = [
 ];
 
 /// `api-version`s accepted for federated identity credentials (they arrived in 2022-01-31-preview).
-pub const FIC_API_VERSIONS: [&str; 5] =
-    ["2022-01-31-preview", "2023-01-31", "2023-07-31-preview", "2024-11-30", "2025-01-31-preview"];
+pub const FIC_API_VERSIONS: [&str; 5] = [
+    "2022-01-31-preview",
+    "2023-01-31",
+    "2023-07-31-preview",
+    "2024-11-30",
+    "2025-01-31-preview",
+];
 
 /// One ARM request after routing and authentication.
 pub(crate) struct Request {
@@ -77,7 +82,10 @@ pub(crate) async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .unwrap_or_else(|| request_id.clone());
-    for (name, value) in [("x-ms-request-id", &request_id), ("x-ms-correlation-request-id", &correlation)] {
+    for (name, value) in [
+        ("x-ms-request-id", &request_id),
+        ("x-ms-correlation-request-id", &correlation),
+    ] {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
         }
@@ -104,12 +112,18 @@ async fn dispatch(
         return Err(ArmError::new(
             404,
             "NotFound",
-            format!("The emulator does not serve '{method} {raw_path}' (only Microsoft.ManagedIdentity identities and federated identity credentials)."),
+            format!(
+                "The emulator does not serve '{method} {raw_path}' (only Microsoft.ManagedIdentity identities and federated identity credentials)."
+            ),
         ));
     };
     let route = path.route(method);
     if route == Route::Other {
-        return Err(ArmError::new(405, "MethodNotAllowed", format!("The method '{method}' is not allowed on '{raw_path}'.")));
+        return Err(ArmError::new(
+            405,
+            "MethodNotAllowed",
+            format!("The method '{method}' is not allowed on '{raw_path}'."),
+        ));
     }
     let caller = auth::authenticate(shared, headers)?;
     let query: HashMap<String, String> = uri
@@ -118,7 +132,10 @@ async fn dispatch(
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let is_fic = matches!(route, Route::ArmFicGet | Route::ArmFicPut | Route::ArmFicDelete | Route::ArmFicList);
+    let is_fic = matches!(
+        route,
+        Route::ArmFicGet | Route::ArmFicPut | Route::ArmFicDelete | Route::ArmFicList
+    );
     let api_version = check_api_version(query.get("api-version").map(String::as_str), is_fic)?;
 
     let class = match *method {
@@ -126,7 +143,10 @@ async fn dispatch(
         Method::DELETE => OpClass::Delete,
         _ => OpClass::Read,
     };
-    match shared.throttle.take(&caller.object_id, class, unix_f64(shared.now())) {
+    match shared
+        .throttle
+        .take(&caller.object_id, class, unix_f64(shared.now()))
+    {
         Take::Allowed(n) => *remaining = Some((class, n)),
         Take::Throttled(secs) => {
             *remaining = Some((class, 0));
@@ -152,7 +172,14 @@ async fn dispatch(
     let action = action_name(route);
     auth::authorize(shared, &caller, action, &raw_path)?;
 
-    let req = Request { path, caller, query, api_version, body, raw_path };
+    let req = Request {
+        path,
+        caller,
+        query,
+        api_version,
+        body,
+        raw_path,
+    };
     match route {
         Route::ArmIdentityGet => identities::get(shared, &req),
         Route::ArmIdentityPut => identities::put(shared, &req),
@@ -173,19 +200,37 @@ fn check_api_version(given: Option<&str>, fic: bool) -> Result<String, ArmError>
             "The api-version query parameter (?api-version=) is required for all requests.",
         ));
     };
-    let supported: &[&str] = if fic { &FIC_API_VERSIONS } else { &IDENTITY_API_VERSIONS };
+    let supported: &[&str] = if fic {
+        &FIC_API_VERSIONS
+    } else {
+        &IDENTITY_API_VERSIONS
+    };
     if supported.contains(&v) {
         return Ok(v.to_owned());
     }
     let well_formed = {
         let date = v.strip_suffix("-preview").unwrap_or(v);
-        date.len() == 10 && date.chars().enumerate().all(|(i, c)| if i == 4 || i == 7 { c == '-' } else { c.is_ascii_digit() })
+        date.len() == 10
+            && date.chars().enumerate().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    c == '-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
     };
-    let ty = if fic { "userAssignedIdentities/federatedIdentityCredentials" } else { "userAssignedIdentities" };
+    let ty = if fic {
+        "userAssignedIdentities/federatedIdentityCredentials"
+    } else {
+        "userAssignedIdentities"
+    };
     if !well_formed {
         return Err(ArmError::bad_request(
             "InvalidApiVersionParameter",
-            format!("The api-version '{v}' is invalid. The supported versions are '{}'.", supported.join(",")),
+            format!(
+                "The api-version '{v}' is invalid. The supported versions are '{}'.",
+                supported.join(",")
+            ),
         ));
     }
     Err(ArmError::bad_request(
@@ -199,11 +244,19 @@ fn check_api_version(given: Option<&str>, fic: bool) -> Result<String, ArmError>
 }
 
 /// Subscription and resource group existence, and the token's tenant owning the subscription.
-fn check_containers(shared: &Shared, caller: &Caller, path: &ArmPath, class: OpClass) -> Result<(), ArmError> {
+fn check_containers(
+    shared: &Shared,
+    caller: &Caller,
+    path: &ArmPath,
+    class: OpClass,
+) -> Result<(), ArmError> {
     let (sub_tenant, rg_exists) = {
         let state = shared.state.read();
         let sub = state.subscription(&path.subscription).map(|s| s.tenant);
-        let rg = path.resource_group.as_deref().is_none_or(|rg| state.resource_group_exists(&path.subscription, rg));
+        let rg = path
+            .resource_group
+            .as_deref()
+            .is_none_or(|rg| state.resource_group_exists(&path.subscription, rg));
         (sub, rg)
     };
     match sub_tenant {
@@ -227,7 +280,10 @@ fn check_containers(shared: &Shared, caller: &Caller, path: &ArmPath, class: OpC
         return Err(ArmError::new(
             404,
             "ResourceGroupNotFound",
-            format!("Resource group '{}' could not be found.", path.resource_group.as_deref().unwrap_or_default()),
+            format!(
+                "Resource group '{}' could not be found.",
+                path.resource_group.as_deref().unwrap_or_default()
+            ),
         ));
     }
     Ok(())
@@ -235,13 +291,17 @@ fn check_containers(shared: &Shared, caller: &Caller, path: &ArmPath, class: OpC
 
 fn action_name(route: Route) -> &'static str {
     match route {
-        Route::ArmIdentityGet | Route::ArmIdentityList => "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+        Route::ArmIdentityGet | Route::ArmIdentityList => {
+            "Microsoft.ManagedIdentity/userAssignedIdentities/read"
+        }
         Route::ArmIdentityPut => "Microsoft.ManagedIdentity/userAssignedIdentities/write",
         Route::ArmIdentityDelete => "Microsoft.ManagedIdentity/userAssignedIdentities/delete",
         Route::ArmFicGet | Route::ArmFicList => {
             "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read"
         }
-        Route::ArmFicPut => "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write",
+        Route::ArmFicPut => {
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write"
+        }
         _ => "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete",
     }
 }
@@ -252,7 +312,10 @@ pub(crate) fn json_body(body: &[u8]) -> Result<serde_json::Value, ArmError> {
         return Ok(serde_json::Value::Object(Default::default()));
     }
     serde_json::from_slice(body).map_err(|e| {
-        ArmError::bad_request("InvalidRequestContent", format!("The request content was invalid and could not be deserialized: {e}."))
+        ArmError::bad_request(
+            "InvalidRequestContent",
+            format!("The request content was invalid and could not be deserialized: {e}."),
+        )
     })
 }
 

@@ -17,7 +17,9 @@ pub(crate) fn page(shared: &Shared, req: &Request, items: Vec<(String, Value)>) 
             _ => {
                 return Err(ArmError::bad_request(
                     "InvalidParameter",
-                    format!("The value '{t}' of query parameter '$top' is invalid; it must be an integer of at least 1."),
+                    format!(
+                        "The value '{t}' of query parameter '$top' is invalid; it must be an integer of at least 1."
+                    ),
                 ));
             }
         },
@@ -28,11 +30,18 @@ pub(crate) fn page(shared: &Shared, req: &Request, items: Vec<(String, Value)>) 
             B64.decode(tok)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ArmError::bad_request("InvalidParameter", format!("The '$skiptoken' value '{tok}' is invalid.")))?,
+                .ok_or_else(|| {
+                    ArmError::bad_request(
+                        "InvalidParameter",
+                        format!("The '$skiptoken' value '{tok}' is invalid."),
+                    )
+                })?,
         ),
     };
-    let rest: Vec<(String, Value)> =
-        items.into_iter().filter(|(k, _)| after.as_ref().is_none_or(|a| k > a)).collect();
+    let rest: Vec<(String, Value)> = items
+        .into_iter()
+        .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
+        .collect();
     let take = top.unwrap_or(rest.len());
     let more = rest.len() > take;
     let page: Vec<(String, Value)> = rest.into_iter().take(take).collect();

@@ -32,7 +32,10 @@ pub(crate) async fn validate(shared: &Shared, assertion: &str, fics: &[Fic]) -> 
         return Err(EntraError::subject_mismatch(sub));
     }
     let auds = jwt.audiences();
-    if !by_subject.iter().any(|f| f.audiences.iter().any(|a| auds.contains(a))) {
+    if !by_subject
+        .iter()
+        .any(|f| f.audiences.iter().any(|a| auds.contains(a)))
+    {
         return Err(EntraError::audience_mismatch(&auds.join(",")));
     }
     match jwt.alg() {
@@ -51,7 +54,9 @@ pub(crate) async fn validate(shared: &Shared, assertion: &str, fics: &[Fic]) -> 
 fn check_times(shared: &Shared, jwt: &Jwt) -> Result<(), EntraError> {
     let now = unix_secs(shared.now());
     let skew = i64::try_from(shared.settings.clock_skew.as_secs()).unwrap_or(300);
-    let exp = jwt.time_claim("exp").ok_or_else(|| EntraError::time_range("The assertion has no 'exp' claim."))?;
+    let exp = jwt
+        .time_claim("exp")
+        .ok_or_else(|| EntraError::time_range("The assertion has no 'exp' claim."))?;
     if now > exp + skew {
         return Err(EntraError::time_range(&format!(
             "Current time: {now}, expiry time of assertion {exp} (allowed clock skew {skew} s)."
@@ -69,10 +74,18 @@ fn check_times(shared: &Shared, jwt: &Jwt) -> Result<(), EntraError> {
 
 async fn verify_signature(shared: &Shared, iss: &str, jwt: &Jwt) -> Result<(), EntraError> {
     let kid = jwt.kid().map(str::to_owned);
-    let mut keys = shared.issuers.keys(iss, false).await.map_err(|e| EntraError::issuer_fetch(&e))?;
+    let mut keys = shared
+        .issuers
+        .keys(iss, false)
+        .await
+        .map_err(|e| EntraError::issuer_fetch(&e))?;
     let mut candidates = select(&keys, kid.as_deref());
     if candidates.is_empty() && kid.is_some() {
-        keys = shared.issuers.keys(iss, true).await.map_err(|e| EntraError::issuer_fetch(&e))?;
+        keys = shared
+            .issuers
+            .keys(iss, true)
+            .await
+            .map_err(|e| EntraError::issuer_fetch(&e))?;
         candidates = select(&keys, kid.as_deref());
     }
     if candidates.is_empty() {
@@ -82,14 +95,19 @@ async fn verify_signature(shared: &Shared, iss: &str, jwt: &Jwt) -> Result<(), E
         )));
     }
     for key in candidates {
-        let (Some(n), Some(e)) = (key.get("n").and_then(Value::as_str), key.get("e").and_then(Value::as_str)) else {
+        let (Some(n), Some(e)) = (
+            key.get("n").and_then(Value::as_str),
+            key.get("e").and_then(Value::as_str),
+        ) else {
             continue;
         };
         if jwt.verify_rs256(n, e).is_ok() {
             return Ok(());
         }
     }
-    Err(EntraError::signature("The signature does not verify with the issuer's key."))
+    Err(EntraError::signature(
+        "The signature does not verify with the issuer's key.",
+    ))
 }
 
 /// RSA keys usable for signatures, matching `kid` when the token names one.

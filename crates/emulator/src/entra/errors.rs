@@ -20,7 +20,12 @@ pub(crate) struct EntraError {
 
 impl EntraError {
     fn new(status: StatusCode, error: &'static str, code: u32, message: impl Into<String>) -> Self {
-        Self { status, error, code, message: message.into() }
+        Self {
+            status,
+            error,
+            code,
+            message: message.into(),
+        }
     }
 
     /// 900144: a required body parameter is missing.
@@ -225,12 +230,22 @@ impl EntraError {
 
     /// 90033: a transient failure (injected faults).
     pub(crate) fn transient(status: StatusCode) -> Self {
-        Self::new(status, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again.")
+        Self::new(
+            status,
+            "temporarily_unavailable",
+            90033,
+            "A transient error has occurred. Please try again.",
+        )
     }
 
     /// Internal failure (for example the state file could not be written).
     pub(crate) fn internal(message: &str) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", 90100, message.to_owned())
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            90100,
+            message.to_owned(),
+        )
     }
 
     /// The response, with fresh trace and correlation ids (the caller's `client-request-id` is used as
@@ -263,7 +278,10 @@ impl EntraError {
         if let Some(v) = caller_corr.and_then(|c| HeaderValue::from_str(&c.to_string()).ok()) {
             h.insert("client-request-id", v);
         }
-        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store, no-cache"),
+        );
         resp
     }
 }

@@ -33,11 +33,12 @@ impl IssuerCache {
     pub(crate) fn new(ttl: Duration, timeout: Duration, extra_roots_pem: &[String]) -> Result<Self> {
         let mut roots = Vec::new();
         for pem in extra_roots_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| Error::InvalidInput {
-                what: "issuer trust roots",
-                input: format!("{} bytes of PEM", pem.len()),
-                reason: format!("expected PEM certificates: {e}"),
-            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| Error::InvalidInput {
+                    what: "issuer trust roots",
+                    input: format!("{} bytes of PEM", pem.len()),
+                    reason: format!("expected PEM certificates: {e}"),
+                })?;
             roots.extend(certs);
         }
         let http = reqwest::Client::builder()
@@ -47,7 +48,12 @@ impl IssuerCache {
             .tls_certs_merge(roots)
             .build()
             .map_err(|e| Error::HttpClient(e.to_string()))?;
-        Ok(Self { http, ttl, entries: Mutex::new(HashMap::new()), fetches: Mutex::new(0) })
+        Ok(Self {
+            http,
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+            fetches: Mutex::new(0),
+        })
     }
 
     pub(crate) fn flush(&self) {
@@ -70,15 +76,27 @@ impl IssuerCache {
         }
         *self.fetches.lock() += 1;
         let keys = self.fetch(issuer).await?;
-        self.entries.lock().insert(issuer.to_owned(), Entry { keys: keys.clone(), fetched: Instant::now() });
+        self.entries.lock().insert(
+            issuer.to_owned(),
+            Entry {
+                keys: keys.clone(),
+                fetched: Instant::now(),
+            },
+        );
         Ok(keys)
     }
 
     async fn fetch(&self, issuer: &str) -> Result<Vec<Value>, String> {
         check_issuer_url(issuer).map_err(|e| format!("The issuer '{issuer}' cannot be fetched: {e}."))?;
-        let discovery_url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let discovery_url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
         let discovery = self.get_json(&discovery_url).await?;
-        let doc_issuer = discovery.get("issuer").and_then(Value::as_str).unwrap_or_default();
+        let doc_issuer = discovery
+            .get("issuer")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if doc_issuer != issuer {
             return Err(format!(
                 "The discovery document at {discovery_url} names issuer '{doc_issuer}', expected '{issuer}'."
@@ -88,7 +106,8 @@ impl IssuerCache {
             .get("jwks_uri")
             .and_then(Value::as_str)
             .ok_or_else(|| format!("The discovery document at {discovery_url} has no 'jwks_uri'."))?;
-        check_issuer_url(jwks_uri).map_err(|e| format!("The jwks_uri '{jwks_uri}' cannot be fetched: {e}."))?;
+        check_issuer_url(jwks_uri)
+            .map_err(|e| format!("The jwks_uri '{jwks_uri}' cannot be fetched: {e}."))?;
         let jwks = self.get_json(jwks_uri).await?;
         let keys = jwks
             .get("keys")
@@ -98,17 +117,32 @@ impl IssuerCache {
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, String> {
-        let resp = self.http.get(url).send().await.map_err(|e| format!("GET {url} failed: {e}."))?;
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url} failed: {e}."))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(format!("GET {url} answered HTTP {}.", status.as_u16()));
         }
-        if resp.content_length().is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64) {
-            return Err(format!("GET {url}: the document is larger than {MAX_DOCUMENT_BYTES} bytes."));
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+        {
+            return Err(format!(
+                "GET {url}: the document is larger than {MAX_DOCUMENT_BYTES} bytes."
+            ));
         }
-        let bytes = resp.bytes().await.map_err(|e| format!("GET {url}: reading the body failed: {e}."))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("GET {url}: reading the body failed: {e}."))?;
         if bytes.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!("GET {url}: the document is larger than {MAX_DOCUMENT_BYTES} bytes."));
+            return Err(format!(
+                "GET {url}: the document is larger than {MAX_DOCUMENT_BYTES} bytes."
+            ));
         }
         serde_json::from_slice(&bytes).map_err(|e| format!("GET {url}: the body is not JSON ({e})."))
     }

@@ -21,8 +21,14 @@ use crate::server::Shared;
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token::token))
-        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery::openid_configuration))
-        .route("/{tenant}/.well-known/openid-configuration", get(discovery::openid_configuration))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
         .route("/{tenant}/discovery/v2.0/keys", get(discovery::jwks))
         .route("/{tenant}/discovery/keys", get(discovery::jwks))
         .route("/common/discovery/instance", get(discovery::instance_discovery))

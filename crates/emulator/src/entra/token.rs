@@ -46,8 +46,18 @@ pub(crate) async fn token(
     }
 }
 
-async fn issue(shared: &Shared, tenant: &str, headers: &HeaderMap, body: &[u8]) -> Result<Response, EntraError> {
-    let tenant_id = shared.state.read().tenant(tenant).map(|t| t.id).ok_or_else(|| EntraError::tenant_not_found(tenant))?;
+async fn issue(
+    shared: &Shared,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, EntraError> {
+    let tenant_id = shared
+        .state
+        .read()
+        .tenant(tenant)
+        .map(|t| t.id)
+        .ok_or_else(|| EntraError::tenant_not_found(tenant))?;
     let form: HashMap<String, String> = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
         .map_err(|_| EntraError::missing_parameter("grant_type"))?
         .into_iter()
@@ -69,15 +79,23 @@ async fn issue(shared: &Shared, tenant: &str, headers: &HeaderMap, body: &[u8]) 
     let assertion = param("client_assertion");
 
     enum Who {
-        Principal { object_id: String, secret: String },
-        Identity { object_id: String, mirid: String, fics: Vec<Fic> },
+        Principal {
+            object_id: String,
+            secret: String,
+        },
+        Identity {
+            object_id: String,
+            mirid: String,
+            fics: Vec<Fic>,
+        },
     }
     let who = {
         let state = shared.state.read();
         match state.client(tenant_id, &client_id) {
-            Some(Client::Principal(p)) => {
-                Who::Principal { object_id: p.object_id.to_string(), secret: p.secret.clone() }
-            }
+            Some(Client::Principal(p)) => Who::Principal {
+                object_id: p.object_id.to_string(),
+                secret: p.secret.clone(),
+            },
             Some(Client::Identity(i)) => Who::Identity {
                 object_id: i.principal_id.to_string(),
                 mirid: i.resource_id(),
@@ -91,9 +109,16 @@ async fn issue(shared: &Shared, tenant: &str, headers: &HeaderMap, body: &[u8]) 
         (None, None) => return Err(EntraError::no_credential()),
         (Some(given), None) => match who {
             Who::Principal { object_id, secret }
-                if aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), secret.as_bytes()).is_ok() =>
+                if aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), secret.as_bytes())
+                    .is_ok() =>
             {
-                Subject { tenant: tenant_id, appid: client_id.clone(), oid: object_id, mirid: None, acr: "1" }
+                Subject {
+                    tenant: tenant_id,
+                    appid: client_id.clone(),
+                    oid: object_id,
+                    mirid: None,
+                    acr: "1",
+                }
             }
             _ => return Err(EntraError::invalid_secret(&client_id)),
         },
@@ -104,11 +129,21 @@ async fn issue(shared: &Shared, tenant: &str, headers: &HeaderMap, body: &[u8]) 
                 Some(other) => return Err(EntraError::bad_assertion_type(other)),
             }
             let (object_id, mirid, fics) = match who {
-                Who::Identity { object_id, mirid, fics } => (object_id, Some(mirid), fics),
+                Who::Identity {
+                    object_id,
+                    mirid,
+                    fics,
+                } => (object_id, Some(mirid), fics),
                 Who::Principal { object_id, .. } => (object_id, None, Vec::new()),
             };
             super::assertion::validate(shared, assertion, &fics).await?;
-            Subject { tenant: tenant_id, appid: client_id.clone(), oid: object_id, mirid, acr: "2" }
+            Subject {
+                tenant: tenant_id,
+                appid: client_id.clone(),
+                oid: object_id,
+                mirid,
+                acr: "2",
+            }
         }
     };
     mint(shared, &subject, &audience)
@@ -118,7 +153,9 @@ async fn issue(shared: &Shared, tenant: &str, headers: &HeaderMap, body: &[u8]) 
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((id.to_owned(), secret.to_owned()))
@@ -129,20 +166,31 @@ fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
 pub(crate) fn scope_audience(scope: &str) -> Result<String, EntraError> {
     let scopes: Vec<&str> = scope.split_whitespace().collect();
     if scopes.len() > 1 {
-        let resources: std::collections::BTreeSet<&str> =
-            scopes.iter().map(|s| s.trim_end_matches("/.default").trim_end_matches('/')).collect();
+        let resources: std::collections::BTreeSet<&str> = scopes
+            .iter()
+            .map(|s| s.trim_end_matches("/.default").trim_end_matches('/'))
+            .collect();
         if resources.len() > 1 || scopes.iter().any(|s| !s.ends_with("/.default")) {
             return Err(EntraError::multi_resource_scope(scope));
         }
     }
     let one = scopes.first().copied().unwrap_or_default();
-    let resource = one.strip_suffix("/.default").ok_or_else(|| EntraError::invalid_scope(scope))?;
+    let resource = one
+        .strip_suffix("/.default")
+        .ok_or_else(|| EntraError::invalid_scope(scope))?;
     let bare = resource.trim_end_matches('/');
     if bare.is_empty() {
         return Err(EntraError::invalid_scope(scope));
     }
-    const SLASHED: [&str; 2] = ["https://management.azure.com", "https://management.core.windows.net"];
-    if SLASHED.iter().any(|s| s.eq_ignore_ascii_case(bare)) { Ok(format!("{bare}/")) } else { Ok(bare.to_owned()) }
+    const SLASHED: [&str; 2] = [
+        "https://management.azure.com",
+        "https://management.core.windows.net",
+    ];
+    if SLASHED.iter().any(|s| s.eq_ignore_ascii_case(bare)) {
+        Ok(format!("{bare}/"))
+    } else {
+        Ok(bare.to_owned())
+    }
 }
 
 fn mint(shared: &Shared, s: &Subject, audience: &str) -> Result<Response, EntraError> {
@@ -168,7 +216,10 @@ fn mint(shared: &Shared, s: &Subject, audience: &str) -> Result<Response, EntraE
     if let Some(mirid) = &s.mirid {
         claims["xms_mirid"] = json!(mirid);
     }
-    let token = shared.signer.sign(&claims).map_err(|e| EntraError::internal(&e.to_string()))?;
+    let token = shared
+        .signer
+        .sign(&claims)
+        .map_err(|e| EntraError::internal(&e.to_string()))?;
     tracing::info!(client_id = %s.appid, aud = audience, kid = shared.signer.kid(), "issued access token");
     let mut resp = Json(json!({
         "token_type": "Bearer",
@@ -177,8 +228,12 @@ fn mint(shared: &Shared, s: &Subject, audience: &str) -> Result<Response, EntraE
         "access_token": token,
     }))
     .into_response();
-    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
-    resp.headers_mut().insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache"),
+    );
+    resp.headers_mut()
+        .insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(resp)
 }
 
@@ -188,11 +243,25 @@ mod tests {
 
     #[test]
     fn scope_to_audience() {
-        assert_eq!(scope_audience("https://management.azure.com/.default").unwrap(), "https://management.azure.com/");
-        assert_eq!(scope_audience("https://management.azure.com//.default").unwrap(), "https://management.azure.com/");
-        assert_eq!(scope_audience("https://storage.azure.com/.default").unwrap(), "https://storage.azure.com");
+        assert_eq!(
+            scope_audience("https://management.azure.com/.default").unwrap(),
+            "https://management.azure.com/"
+        );
+        assert_eq!(
+            scope_audience("https://management.azure.com//.default").unwrap(),
+            "https://management.azure.com/"
+        );
+        assert_eq!(
+            scope_audience("https://storage.azure.com/.default").unwrap(),
+            "https://storage.azure.com"
+        );
         assert_eq!(scope_audience("api://x/.default").unwrap(), "api://x");
-        assert_eq!(scope_audience("https://a/.default https://b/.default").unwrap_err().code, 700022);
+        assert_eq!(
+            scope_audience("https://a/.default https://b/.default")
+                .unwrap_err()
+                .code,
+            700022
+        );
         assert_eq!(scope_audience("https://a/user.read").unwrap_err().code, 70011);
         assert_eq!(scope_audience("/.default").unwrap_err().code, 70011);
     }
