@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{MutatingAdmission, ServiceMap};
 use crate::auth::{ServiceAccountIssuer, TokenBinding, UserInfo};
 use crate::cluster::{Cluster, WriteOptions};
 use crate::error::{Error, Result};
@@ -133,11 +134,13 @@ impl KubeEmulatorBuilder {
             create_value(&cluster, seed)?;
         }
         let shutdown = CancellationToken::new();
+        let services = Arc::new(ServiceMap::new());
         let state = Arc::new(ServerState {
             cluster: cluster.clone(),
             access: access.clone(),
             shutdown: shutdown.clone(),
             settings: Settings { bookmark_interval: self.bookmark_interval, server_address },
+            admission: MutatingAdmission::with_services(services.clone()),
         });
         let (dir, kubeconfig_path) = match self.kubeconfig_path {
             Some(path) => (None, path),
@@ -167,6 +170,7 @@ impl KubeEmulatorBuilder {
             _tempdir: dir,
             cluster,
             access,
+            services,
             shutdown,
             task,
         })
@@ -217,6 +221,7 @@ pub struct KubeEmulator {
     _tempdir: Option<tempfile::TempDir>,
     cluster: Arc<Cluster>,
     access: Arc<Access>,
+    services: Arc<ServiceMap>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -329,6 +334,12 @@ impl KubeEmulator {
     pub fn service_account_client(&self, namespace: &str, name: &str) -> Result<kube::Client> {
         let token = self.service_account_token(namespace, name, 3600)?;
         self.client_for_token(&token)
+    }
+
+    /// Where webhooks' `clientConfig.service` references are reached: map a Service (namespace,
+    /// name, port) to a local address, e.g. a test webhook server on `127.0.0.1:<port>`.
+    pub fn services(&self) -> &ServiceMap {
+        &self.services
     }
 
     /// Forgets the watch history: watches resuming from any earlier resourceVersion get 410 Gone.

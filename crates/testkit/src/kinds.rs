@@ -32,6 +32,7 @@ pub fn prepare_create(rt: &ResourceType, object: &mut Value) -> Result<(), ApiEr
         ("", "namespaces") => {
             object["spec"] = json!({"finalizers": ["kubernetes"]});
             object["status"] = json!({"phase": "Active"});
+            label_namespace(object);
         }
         ("", "pods") => {
             validate_pod(rt, object)?;
@@ -53,6 +54,7 @@ pub fn prepare_create(rt: &ResourceType, object: &mut Value) -> Result<(), ApiEr
 pub fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value) -> Result<(), ApiError> {
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("", "namespaces") => {
+            label_namespace(new);
             new["spec"] = old["spec"].clone();
             if new.get("status").is_none() {
                 new["status"] = old["status"].clone();
@@ -89,6 +91,18 @@ pub fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value) -> Result
         _ => {}
     }
     Ok(())
+}
+
+/// Every namespace carries `kubernetes.io/metadata.name: <name>` (set by the apiserver, so
+/// namespace selectors can match on it).
+fn label_namespace(namespace: &mut Value) {
+    let name = meta::name(namespace).to_string();
+    let meta_map = meta::metadata_mut(namespace);
+    let labels = meta_map.entry("labels").or_insert_with(|| json!({}));
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    labels["kubernetes.io/metadata.name"] = json!(name);
 }
 
 fn validate_pod(rt: &ResourceType, pod: &Value) -> Result<(), ApiError> {

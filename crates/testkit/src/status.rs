@@ -56,7 +56,7 @@ pub struct ApiError {
     /// HTTP status code.
     pub code: u16,
     /// `reason` of the Status.
-    pub reason: &'static str,
+    pub reason: String,
     /// `message` of the Status.
     pub message: String,
     /// `details` of the Status, if any.
@@ -94,8 +94,8 @@ impl Gr<'_> {
 }
 
 impl ApiError {
-    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+    fn new(code: u16, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code, reason: reason.into(), message: message.into(), details: None }
     }
 
     fn with_details(mut self, details: Value) -> Self {
@@ -198,7 +198,7 @@ impl ApiError {
 
 
     /// A Status with an arbitrary code and reason (admission denials carry the webhook's).
-    pub fn custom(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn custom(code: u16, reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(code, reason, message)
     }
 
@@ -213,6 +213,11 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty()
+            && let Some(map) = status.as_object_mut()
+        {
+            map.remove("reason");
+        }
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }

@@ -1,5 +1,6 @@
 //! Request handling: authentication, routing, authorization and the API verbs.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,16 +8,18 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use serde_json::{Value, json};
 
 use super::ServerState;
 use super::access::ClusterObjects;
 use super::path::{ResourcePath, Route, parse};
 use super::watch::{self, WatchRendering};
+use crate::admission::AdmissionAttributes;
 use crate::auth::{NonResourceAttributes, RequestAttributes, ResourceAttributes, UserInfo};
 use crate::cluster::{DeleteOptions, ListOptions, Propagation, Sub, WatchOptions, WriteOptions};
 use crate::patch::PatchType;
-use crate::registry::{Behaviour, ResourceType};
+use crate::registry::{Behaviour, GroupResource, ResourceType};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::table::{Rendering, partial_metadata, table};
@@ -381,16 +384,50 @@ async fn resource(
     }
 }
 
-/// Mutating admission of creates (pods go through the MutatingWebhookConfigurations).
+/// Mutating admission of creates: pods go through the MutatingWebhookConfigurations, whose
+/// patches are applied (or whose denial is the answer) before the object is stored.
 async fn admit_create(
-    _state: &Arc<ServerState>,
-    _user: &UserInfo,
-    _rt: &ResourceType,
-    _ns: &str,
-    body: Value,
-    _query: &Query,
+    state: &Arc<ServerState>,
+    user: &UserInfo,
+    rt: &ResourceType,
+    ns: &str,
+    mut body: Value,
+    query: &Query,
 ) -> Result<Value, ApiError> {
-    Ok(body)
+    if !(rt.group.is_empty() && rt.plural == "pods") || !body.is_object() {
+        return Ok(body);
+    }
+    let cluster = &state.cluster;
+    let configurations: Vec<MutatingWebhookConfiguration> = cluster
+        .stored(&GroupResource::new("admissionregistration.k8s.io", "mutatingwebhookconfigurations"))
+        .into_iter()
+        .filter_map(|c| serde_json::from_value(c).ok())
+        .collect();
+    if configurations.is_empty() {
+        return Ok(body);
+    }
+    if body["metadata"]["namespace"].as_str().is_none_or(str::is_empty) {
+        body["metadata"]["namespace"] = json!(ns);
+    }
+    let labels: Option<BTreeMap<String, String>> = cluster
+        .stored_one(&GroupResource::new("", "namespaces"), "", ns)
+        .and_then(|n| serde_json::from_value(n["metadata"]["labels"].clone()).ok());
+    let mut attributes = AdmissionAttributes::pod_create(ns, body.clone(), user.clone());
+    attributes.dry_run = query.get("dryRun").is_some_and(|d| d == "All");
+    match state.admission.admit(&attributes, &configurations, labels.as_ref()).await {
+        Ok(admitted) => {
+            for warning in &admitted.warnings {
+                tracing::info!(%warning, "admission webhook warning");
+            }
+            Ok(admitted.object.unwrap_or(body))
+        }
+        Err(rejected) => {
+            let status = serde_json::to_value(&rejected.status).unwrap_or_default();
+            let mut err = ApiError::custom(rejected.code(), rejected.reason(), rejected.message());
+            err.details = status.get("details").cloned();
+            Err(err)
+        }
+    }
 }
 
 fn auth_error(err: &crate::auth::Error) -> ApiError {
@@ -448,7 +485,7 @@ fn review(state: &Arc<ServerState>, user: &UserInfo, rt: &ResourceType, ns: &str
 /// `POST serviceaccounts/<name>/token`.
 fn token_request(state: &Arc<ServerState>, ns: &str, name: &str, body: Value) -> Result<Response, ApiError> {
     let cluster = &state.cluster;
-    if cluster.stored_one(&crate::registry::GroupResource::new("", "serviceaccounts"), ns, name).is_none() {
+    if cluster.stored_one(&GroupResource::new("", "serviceaccounts"), ns, name).is_none() {
         return Err(ApiError::not_found(crate::status::Gr { group: "", resource: "serviceaccounts" }, name));
     }
     let request = typed(body, "TokenRequest")?;

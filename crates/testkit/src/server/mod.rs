@@ -38,6 +38,8 @@ pub struct ServerState {
     pub shutdown: CancellationToken,
     /// Settings.
     pub settings: Settings,
+    /// Mutating admission (MutatingWebhookConfigurations) of pod creates.
+    pub admission: crate::admission::MutatingAdmission,
 }
 
 /// The axum application.
