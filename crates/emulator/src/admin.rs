@@ -2,7 +2,8 @@
 //!
 //! | method and path | body | answer |
 //! |---|---|---|
-//! | `GET /_emulator/healthz` | | `ok` |
+//! | `GET /_emulator/healthz`, `GET /_emulator/readyz` | | `ok` |
+//! | `GET /_emulator/metrics` | | Prometheus text: `idbind_emulator_requests_total{route,status}` |
 //! | `GET /_emulator/info` | | [`EmulatorInfo`](crate::EmulatorInfo) (the ready line) |
 //! | `GET /_emulator/counters` | | [`Counters`](crate::Counters): `{"arm.fic.put": {"201": 3}}` |
 //! | `POST /_emulator/counters/reset` (or `DELETE /_emulator/counters`) | | 204 |
@@ -38,6 +39,8 @@ use crate::server::Shared;
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/_emulator/healthz", get(|| async { "ok" }))
+        .route("/_emulator/readyz", get(|| async { "ok" }))
+        .route("/_emulator/metrics", get(metrics))
         .route("/_emulator/info", get(info))
         .route("/_emulator/counters", get(counters).delete(reset_counters))
         .route("/_emulator/counters/reset", post(reset_counters))
@@ -85,6 +88,17 @@ async fn not_found() -> Response {
 
 async fn info(State(s): State<Arc<Shared>>) -> Response {
     Json(crate::info_of(&s)).into_response()
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.counters.encode(),
+    )
+        .into_response()
 }
 
 async fn counters(State(s): State<Arc<Shared>>) -> Response {

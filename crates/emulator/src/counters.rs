@@ -3,6 +3,9 @@
 use std::collections::BTreeMap;
 
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use crate::routes::Route;
@@ -51,9 +54,35 @@ impl Counters {
     }
 }
 
-#[derive(Debug, Default)]
+/// Prometheus labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: String,
+}
+
+#[derive(Debug)]
 pub(crate) struct CounterTable {
     table: Mutex<BTreeMap<(Route, u16), u64>>,
+    requests: Family<RequestLabels, Counter>,
+    registry: Registry,
+}
+
+impl Default for CounterTable {
+    fn default() -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let mut registry = Registry::default();
+        registry.register(
+            "idbind_emulator_requests",
+            "Requests served by the emulator, by route name and HTTP status (0: connection reset by a fault)",
+            requests.clone(),
+        );
+        Self {
+            table: Mutex::new(BTreeMap::new()),
+            requests,
+            registry,
+        }
+    }
 }
 
 impl CounterTable {
@@ -62,6 +91,21 @@ impl CounterTable {
             return;
         }
         *self.table.lock().entry((route, status)).or_default() += 1;
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.name().to_owned(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of the counters.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
     }
 
     pub(crate) fn snapshot(&self) -> Counters {
@@ -77,5 +121,6 @@ impl CounterTable {
 
     pub(crate) fn reset(&self) {
         self.table.lock().clear();
+        self.requests.clear();
     }
 }

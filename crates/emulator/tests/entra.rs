@@ -180,13 +180,13 @@ async fn aadsts700024_expired_or_not_yet_valid_beyond_skew() {
     let now = now_secs();
     let expired = issuer.assertion_with(
         &issuer.key(),
-        &json!({"sub": "s", "iat": now - 4000, "nbf": now - 4000, "exp": now - 301}),
+        &json!({"sub": "s", "iat": now - 4000, "nbf": now - 4000, "exp": now - 400}),
     );
     let (status, body) = exchange(&emu, &identity, &expired).await;
     assert_entra_error(status, &body, 401, 700024);
     let future = issuer.assertion_with(
         &issuer.key(),
-        &json!({"sub": "s", "nbf": now + 301, "exp": now + 900}),
+        &json!({"sub": "s", "nbf": now + 400, "exp": now + 900}),
     );
     let (status, body) = exchange(&emu, &identity, &future).await;
     assert_entra_error(status, &body, 401, 700024);

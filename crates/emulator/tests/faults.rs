@@ -359,3 +359,33 @@ async fn admin_endpoint_seeds_tenants_principals_identities_and_throttle() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn admin_metrics_expose_request_counters_in_prometheus_format() {
+    let emu = start().await;
+    assert_eq!(
+        http().get(emu.jwks_url()).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let text = http()
+        .get(format!("{}/metrics", emu.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"idbind_emulator_requests_total{route="entra.jwks",status="200"} 1"#),
+        "{text}"
+    );
+    assert_eq!(
+        http()
+            .get(format!("{}/readyz", emu.admin_url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
