@@ -7,14 +7,14 @@
 //! | `GET /_emulator/info` | | [`EmulatorInfo`](crate::EmulatorInfo) (the ready line) |
 //! | `GET /_emulator/counters` | | [`Counters`](crate::Counters): `{"arm.fic.put": {"201": 3}}` |
 //! | `POST /_emulator/counters/reset` (or `DELETE /_emulator/counters`) | | 204 |
-//! | `GET /_emulator/faults` | | route name → [`Fault`](crate::Fault) |
-//! | `PUT /_emulator/faults/{route}` (`*` for all) | [`Fault`](crate::Fault) JSON | 204 |
+//! | `GET /_emulator/faults` | | route name → [`Fault`] |
+//! | `PUT /_emulator/faults/{route}` (`*` for all) | [`Fault`] JSON | 204 |
 //! | `DELETE /_emulator/faults/{route}` / `DELETE /_emulator/faults` | | 204 |
-//! | `GET`/`PUT /_emulator/throttle` | [`ThrottleConfig`](crate::ThrottleConfig) JSON | 200 / 204 |
+//! | `GET`/`PUT /_emulator/throttle` | [`ThrottleConfig`] JSON | 200 / 204 |
 //! | `PUT /_emulator/fic-write-hold` | `{"millis": 100}` | 204 |
 //! | `POST /_emulator/issuer-cache/flush` | | 204 |
 //! | `POST /_emulator/tenants` | | `{"tenantId"}` |
-//! | `POST /_emulator/service-principals` | [`ServicePrincipalSpec`](crate::ServicePrincipalSpec) JSON | [`ServicePrincipalCredentials`](crate::ServicePrincipalCredentials) |
+//! | `POST /_emulator/service-principals` | [`ServicePrincipalSpec`] JSON | [`ServicePrincipalCredentials`](crate::ServicePrincipalCredentials) |
 //! | `POST /_emulator/identities` | `{"subscription"?, "resourceGroup", "name", "location"?}` | [`IdentityInfo`](crate::IdentityInfo) |
 //! | `POST /_emulator/seed` | a seed document (YAML or JSON) | 204 |
 

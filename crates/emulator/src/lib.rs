@@ -38,6 +38,56 @@
 //!
 //! Routes are named by [`Route`] (`entra.token`, `arm.identity.get`, `arm.fic.put`, ...);
 //! faults ([`Fault`]) and [`Counters`] use these names.
+//!
+//! # Entra
+//! `POST /{tenant}/oauth2/v2.0/token` accepts `client_credentials` with a client secret (service
+//! principals; also `client_secret_basic`) or a `jwt-bearer` client assertion (identities). An
+//! assertion is checked against the identity's federated credentials in this order: JWT shape
+//! (AADSTS50027), not one of this emulator's tokens (700222), no credential at all (70021), issuer
+//! (700211, exact string), subject (700213, exact and case-sensitive), audience (700212), RS256 only
+//! (700027), `exp`/`nbf` within [`EmulatorConfig::clock_skew`] (700024), then the issuer's
+//! `/.well-known/openid-configuration` and `jwks_uri` (50166 when unreachable; cached for
+//! [`EmulatorConfig::jwks_cache_ttl`], refetched once on an unknown `kid`; plain http only for
+//! loopback hosts) and the signature (700027). Other codes: 900144 (missing parameter), 90002
+//! (unknown tenant), 700016 (unknown client id), 7000218 (no secret or assertion), 7000215 (wrong
+//! secret), 700022/70011 (scope). Issued tokens are RS256 JWTs with `iss = {base_url}/{tenant}/v2.0`,
+//! `aud` from the scope, `appid`, `oid` = `sub`, `tid`, `idtyp: app`, `xms_mirid` (identities),
+//! verifiable with the JWKS at [`Emulator::jwks_url`].
+//!
+//! # ARM
+//! Bearer tokens from this emulator for `https://management.azure.com/` (401
+//! `AuthenticationFailed`, `InvalidAuthenticationToken`, `ExpiredAuthenticationToken`,
+//! `InvalidAuthenticationTokenAudience`, `InvalidAuthenticationTokenTenant`); principals limited by
+//! ARM scopes get 403 `AuthorizationFailed`. `api-version` must be one of
+//! [`IDENTITY_API_VERSIONS`] / [`FIC_API_VERSIONS`] (400 `MissingApiVersionParameter`,
+//! `InvalidApiVersionParameter`, `NoRegisteredProviderFound`). Federated credentials follow the
+//! documented rules: name pattern (400), exactly one audience `api://AzureADTokenExchange` (400),
+//! non-empty properties (400), unique issuer+subject (400), parent identity (404
+//! `ParentResourceNotFound`), at most 20 per identity (400 [`FIC_LIMIT_CODE`], the emulator's own
+//! code: Entra's is undocumented), concurrent writes to one identity (409
+//! `ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity`, see
+//! [`EmulatorConfig::fic_write_hold`]). Every caller has token buckets per operation class
+//! ([`ThrottleConfig`]; 429 `TooManyRequests` with `Retry-After` and
+//! `x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}`).
+//!
+//! # Faults
+//! [`Fault`]s add latency, fail the next N requests, fail a random fraction, answer 429 bursts
+//! with `Retry-After`, or take a route (or all, [`RouteSelector::All`]) down: [`Fault::outage`]
+//! answers 503, [`Fault::connection_reset`] closes the connection without an answer (counted with
+//! status [`STATUS_CONNECTION_RESET`]). The admin surface is never faulted nor counted.
+//!
+//! # State and seeds
+//! With [`EmulatorConfig::state_file`] everything (tenants, principals, subscriptions, identities,
+//! credentials and the token-signing key) is loaded at start and rewritten after every change via
+//! a temp file, fsync and rename, so a crash loses at most the change being written and the file
+//! is never torn. A [`Seed`] (YAML or JSON, see `examples/seed.yaml`) is applied after loading.
+//!
+//! # Binary
+//! `idbind-emulator --listen 127.0.0.1:8443 [--tls-cert F --tls-key F] [--advertised-host NAME]
+//! [--seed FILE] [--state FILE] [--jwks-cache-secs N] [--issuer-ca PEM] [--no-throttle]` prints one
+//! JSON line ([`EmulatorInfo`]: `baseUrl`, `authorityHost`, `armEndpoint`, `adminUrl`, `tenantId`,
+//! `subscriptionId`, `clientId`, `clientSecret`, `jwksUrl`, `openidConfigurationUrl`) when ready,
+//! logs to stderr, and exits cleanly on SIGTERM or ctrl-c.
 
 pub mod admin;
 mod arm;
