@@ -56,6 +56,7 @@ pub struct PublishTargets {
     locks: Arc<Mutex<HashMap<IdentityKey, Arc<tokio::sync::Mutex<()>>>>>,
     metrics: Arc<Metrics>,
     concurrency: usize,
+    synced: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for PublishTargets {
@@ -65,14 +66,16 @@ impl std::fmt::Debug for PublishTargets {
 }
 
 impl PublishTargets {
-    /// Targets drawn from the bindings in `store`.
+    /// Targets drawn from the bindings in `store`; `synced` turns true once the store has been
+    /// filled (a single task must wait on `Store::wait_until_ready`: it wakes only one waiter).
     pub fn new(
         store: Store<IdentityBinding>,
+        synced: tokio::sync::watch::Receiver<bool>,
         publisher: Arc<Publisher>,
         cluster: ClusterName,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { store, publisher, cluster, locks: Arc::default(), metrics, concurrency: 8 }
+        Self { store, publisher, cluster, locks: Arc::default(), metrics, concurrency: 8, synced }
     }
 
     /// The publisher.
@@ -135,7 +138,7 @@ impl PublishTargets {
     /// Publishes `keys` to every identity still bound in this cluster; returns how many failed.
     /// Waits for the binding cache to be synced first, so no bound identity is missed.
     pub async fn publish_all(&self, keys: &Keys) -> usize {
-        if self.store.wait_until_ready().await.is_err() {
+        if self.synced.clone().wait_for(|s| *s).await.is_err() {
             return usize::MAX;
         }
         let ids: Vec<IdentityKey> = self.bound_identities().into_keys().collect();

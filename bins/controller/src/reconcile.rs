@@ -17,7 +17,6 @@ use idbind_model::{
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use parking_lot::Mutex;
@@ -118,7 +117,7 @@ pub struct Context {
 }
 
 /// The error a reconcile returns to the controller runtime (and to `error_policy`).
-pub type ReconcileError = finalizer::Error<Error>;
+pub type ReconcileError = Error;
 
 impl Context {
     /// A context.
@@ -204,14 +203,7 @@ fn truncate(mut s: String, max: usize) -> String {
 pub async fn reconcile(binding: Arc<IdentityBinding>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let started = tokio::time::Instant::now();
     let key = binding.uid().unwrap_or_else(|| binding.name_any());
-    let api: Api<IdentityBinding> = Api::all(ctx.client.clone());
-    let result = finalizer(&api, FINALIZER, binding, |event| async {
-        match event {
-            finalizer::Event::Apply(b) => apply(&b, &ctx).await,
-            finalizer::Event::Cleanup(b) => cleanup(&b, &ctx).await,
-        }
-    })
-    .await;
+    let result = with_finalizer(&binding, &ctx).await;
     ctx.metrics.reconciled(result.is_ok(), started.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.failures.lock().remove(&key);
@@ -228,14 +220,48 @@ pub fn error_policy(binding: Arc<IdentityBinding>, error: &ReconcileError, ctx: 
         *n = n.saturating_add(1);
         *n
     };
-    let label = match error {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.metric_label(),
-        _ => "finalizer",
-    };
-    ctx.metrics.reconcile_failed(label);
+    ctx.metrics.reconcile_failed(error.metric_label());
     let delay = ctx.backoff(n);
     tracing::info!(binding = %binding.name_any(), error = %error, failures = n, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+/// Adds the finalizer before anything else happens, runs the cleanup when the binding is being
+/// deleted and removes the finalizer once the cleanup succeeded.
+async fn with_finalizer(binding: &IdentityBinding, ctx: &Context) -> Result<Action> {
+    let api: Api<IdentityBinding> = Api::all(ctx.client.clone());
+    let name = binding.name_any();
+    let position = binding.finalizers().iter().position(|f| f == FINALIZER);
+    match (position, binding.metadata.deletion_timestamp.is_some()) {
+        (None, true) => Ok(Action::await_change()),
+        (None, false) => {
+            let mut finalizers = binding.finalizers().to_vec();
+            finalizers.push(FINALIZER.to_owned());
+            // The resourceVersion makes this a compare-and-swap: no concurrent finalizer change is lost.
+            let patch = serde_json::json!({
+                "metadata": { "finalizers": finalizers, "resourceVersion": binding.resource_version() }
+            });
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(Error::kube(format!("adding the finalizer to IdentityBinding {name}")))?;
+            Ok(Action::await_change())
+        }
+        (Some(_), false) => apply(binding, ctx).await,
+        (Some(i), true) => {
+            let action = cleanup(binding, ctx).await?;
+            let patch = serde_json::json!([
+                { "op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER },
+                { "op": "remove", "path": format!("/metadata/finalizers/{i}") },
+            ]);
+            let patch: json_patch::Patch = serde_json::from_value(patch)
+                .map_err(|e| Error::InvalidData { what: "finalizer patch".into(), reason: e.to_string() })?;
+            match api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+                Ok(_) => Ok(action),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(action),
+                Err(e) => Err(Error::kube(format!("removing the finalizer of IdentityBinding {name}"))(e)),
+            }
+        }
+    }
 }
 
 async fn apply(binding: &IdentityBinding, ctx: &Context) -> Result<Action> {

@@ -390,8 +390,14 @@ async fn lead(shared: &Shared, caches: ReadyFlag, term: CancellationToken) {
         .owns(owned, watcher::Config::default().labels(&managed))
         .with_config(ControllerConfig::default().concurrency(args.reconcile.concurrency));
     let store = controller.store();
-    let targets =
-        PublishTargets::new(store.clone(), shared.publisher.clone(), shared.cluster.clone(), shared.metrics.clone());
+    let (synced_tx, synced_rx) = watch::channel(false);
+    let targets = PublishTargets::new(
+        store.clone(),
+        synced_rx,
+        shared.publisher.clone(),
+        shared.cluster.clone(),
+        shared.metrics.clone(),
+    );
     let keys = Keys::default();
     let key_settings = KeySettings {
         namespace: args.cluster.namespace.clone(),
@@ -442,8 +448,22 @@ async fn lead(shared: &Shared, caches: ReadyFlag, term: CancellationToken) {
     let token = term.clone();
     set.spawn(async move { key_manager.run(token).await });
     set.spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            caches.set(true);
+        // The store's readiness wakes only its latest waiter (the controller's queue also waits
+        // on it), so poll it again now and then instead of trusting one wake-up.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    tracing::debug!("bindings cache synced");
+                    caches.set(true);
+                    synced_tx.send_replace(true);
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "bindings cache never synced");
+                    return;
+                }
+                Err(_) => {}
+            }
         }
     });
     let token = term.clone();
