@@ -331,11 +331,10 @@ impl Inner {
         let key = CacheKey { client_id, scope };
         let (result, lookup) = self.tokens.get(key, move || fetch.run()).await;
         self.metrics.cache("token", lookup.as_str());
-        match lookup {
-            TokenLookup::Miss => tracing::info!(%client_id, user = %identity, "exchanged a token"),
-            _ => {
-                tracing::debug!(%client_id, user = %identity, lookup = lookup.as_str(), "served a cached token")
-            }
+        if lookup == TokenLookup::Miss {
+            tracing::info!(%client_id, user = %identity, "exchanged a token");
+        } else {
+            tracing::debug!(%client_id, user = %identity, lookup = lookup.as_str(), "served a cached token");
         }
         result
     }

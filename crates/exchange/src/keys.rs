@@ -110,11 +110,10 @@ impl KeyFiles {
             let mut refused = self.refused.lock();
             if fingerprint.is_none() || *refused != fingerprint {
                 *refused = fingerprint;
-                match self.signing_kid() {
-                    Some(kid) => {
-                        tracing::warn!(error = %e, %kid, "signing keys not reloaded; still using the previous keys")
-                    }
-                    None => tracing::warn!(error = %e, "no usable signing keys yet"),
+                if let Some(kid) = self.signing_kid() {
+                    tracing::warn!(error = %e, %kid, "signing keys not reloaded; still using the previous keys");
+                } else {
+                    tracing::warn!(error = %e, "no usable signing keys yet");
                 }
             }
         }
