@@ -180,7 +180,7 @@ pub enum Error {
 
     /// Obtaining a bearer token for Azure Storage failed.
     #[error("getting an Azure Storage token failed: {0}")]
-    Credential(String),
+    Credential(#[source] idbind_arm::Error),
 }
 
 impl Error {

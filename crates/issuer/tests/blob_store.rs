@@ -171,3 +171,115 @@ async fn sas_url_form_works() {
             .changed()
     );
 }
+
+/// Records the scopes it is asked for and hands out an Entra-shaped storage token. Azurite's
+/// `--oauth basic` checks the token's issuer, audience and lifetime, not its signature.
+#[derive(Debug)]
+struct FakeEntraCredential {
+    audience: &'static str,
+    scopes: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl idbind_arm::Credential for FakeEntraCredential {
+    async fn token(&self, scope: &str) -> idbind_arm::Result<idbind_arm::AccessToken> {
+        use base64::Engine as _;
+        self.scopes.lock().unwrap().push(scope.to_owned());
+        let b64 =
+            |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let now = jiff::Timestamp::now().as_second();
+        let token = format!(
+            "{}.{}.c2ln",
+            b64(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
+            b64(serde_json::json!({
+                "aud": self.audience,
+                "iss": "https://sts.windows.net/11111111-1111-1111-1111-111111111111/",
+                "iat": now - 60, "nbf": now - 60, "exp": now + 3600,
+                "oid": "33333333-3333-3333-3333-333333333333",
+            })),
+        );
+        Ok(idbind_arm::AccessToken::new(
+            token,
+            jiff::Timestamp::from_second(now + 3600).unwrap(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn bearer_tokens_against_azurite_over_https() {
+    let dir = support::TempDir::new("idbind-azurite-tls");
+    let ca =
+        idbind_tls::CertificateAuthority::generate("azurite test CA", std::time::Duration::from_secs(3600))
+            .unwrap();
+    let leaf = ca
+        .issue_server_cert(
+            &[],
+            &["127.0.0.1".parse().unwrap()],
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    let Some(azurite) = Azurite::start_https(&cert, &key) else {
+        return;
+    };
+    assert!(azurite.endpoint.starts_with("https://"), "{}", azurite.endpoint);
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    azurite.create_container(&http, "issuer").await;
+
+    let credential = Arc::new(FakeEntraCredential {
+        audience: "https://storage.azure.com",
+        scopes: Default::default(),
+    });
+    let store = BlobStore::new(
+        &azurite.container_url("issuer"),
+        BlobAuth::Bearer(credential.clone()),
+    )
+    .unwrap()
+    .with_http_client(http.clone());
+    let etag = store
+        .write("t/c/openid/v1/jwks", b"{\"keys\":[]}", Precondition::IfNoneMatch)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.read("t/c/openid/v1/jwks").await.unwrap().unwrap(),
+        (b"{\"keys\":[]}".to_vec(), etag.clone())
+    );
+    store
+        .delete("t/c/openid/v1/jwks", Precondition::IfMatch(etag))
+        .await
+        .unwrap();
+    assert!(
+        credential
+            .scopes
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|s| s == "https://storage.azure.com/.default")
+    );
+    assert_eq!(credential.scopes.lock().unwrap().len(), 3, "one token per request");
+
+    // Azurite really checks the token: one for another audience is refused.
+    let wrong = Arc::new(FakeEntraCredential {
+        audience: "https://management.azure.com",
+        scopes: Default::default(),
+    });
+    let store = BlobStore::new(&azurite.container_url("issuer"), BlobAuth::Bearer(wrong))
+        .unwrap()
+        .with_http_client(http);
+    let err = store.write("x", b"{}", Precondition::Any).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Storage {
+                status: 401 | 403,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

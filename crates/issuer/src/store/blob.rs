@@ -1,6 +1,7 @@
 //! An issuer store in an Azure Blob Storage container (or Azurite).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, Response, StatusCode};
@@ -23,12 +24,17 @@ pub enum BlobAuth {
     /// A shared access signature: the query string of a SAS URL, with or without the leading `?`.
     /// It needs read, create, write and delete permissions on blobs of the container.
     Sas(String),
+    /// An Entra bearer token for [`STORAGE_SCOPE`], from an `idbind-arm` credential (workload
+    /// identity, managed identity, client secret). The identity needs the `Storage Blob Data
+    /// Contributor` role on the container.
+    Bearer(Arc<dyn idbind_arm::Credential>),
 }
 
 impl fmt::Debug for BlobAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BlobAuth::Sas(_) => f.write_str("Sas(<redacted>)"),
+            BlobAuth::Bearer(_) => f.write_str("Bearer(<credential>)"),
         }
     }
 }
@@ -109,8 +115,8 @@ impl BlobStore {
         validate_path(path)?;
         let mut url = self.container.clone();
         url.set_path(&format!("{}/{path}", self.container.path().trim_end_matches('/')));
-        match &self.auth {
-            BlobAuth::Sas(sas) => url.set_query(Some(sas.trim_start_matches('?'))),
+        if let BlobAuth::Sas(sas) = &self.auth {
+            url.set_query(Some(sas.trim_start_matches('?')));
         }
         Ok(url)
     }
@@ -134,6 +140,10 @@ impl BlobStore {
                     .timestamp_to_rfc9110_string(&jiff::Timestamp::now())
                     .unwrap_or_default(),
             );
+        if let BlobAuth::Bearer(credential) = &self.auth {
+            let token = credential.token(STORAGE_SCOPE).await.map_err(Error::Credential)?;
+            request = request.bearer_auth(token.secret.expose());
+        }
         request = match precondition {
             Precondition::Any => request,
             Precondition::IfMatch(etag) => request.header("If-Match", etag.as_str()),
