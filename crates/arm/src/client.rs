@@ -17,7 +17,8 @@ use crate::http::{RawResponse, arm_error, display_url};
 use crate::lro::LroKind;
 use crate::retry::{Attempt, is_retryable_status};
 use crate::{
-    CloudConfig, Credential, Error, FederatedCredential, FicProperties, HttpOptions, Identity, Result, RetryPolicy,
+    CloudConfig, Credential, Error, FederatedCredential, FicProperties, HttpOptions, Identity, Result,
+    RetryPolicy,
 };
 
 /// API version used for user-assigned identities and federated identity credentials.
@@ -41,6 +42,7 @@ pub struct ArmOptions {
     http: HttpOptions,
     lro_poll_interval: Duration,
     lro_timeout: Duration,
+    page_size: Option<u32>,
 }
 
 impl Default for ArmOptions {
@@ -52,6 +54,7 @@ impl Default for ArmOptions {
             http: HttpOptions::default(),
             lro_poll_interval: Duration::from_secs(5),
             lro_timeout: Duration::from_secs(600),
+            page_size: None,
         }
     }
 }
@@ -78,6 +81,12 @@ impl ArmOptions {
     /// Longest time to poll a long-running operation.
     pub fn lro_timeout(mut self, d: Duration) -> Self {
         self.lro_timeout = d;
+        self
+    }
+
+    /// Ask for at most this many items per list page (`$top`); by default ARM chooses.
+    pub fn page_size(mut self, n: u32) -> Self {
+        self.page_size = Some(n.max(1));
         self
     }
 
@@ -140,7 +149,15 @@ impl ArmClient {
             return Err(Error::config("api-version", "it is empty"));
         }
         let http = options.http.build(false)?;
-        Ok(Self { inner: Arc::new(Inner { cloud, credential, retry, options, http }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cloud,
+                credential,
+                retry,
+                options,
+                http,
+            }),
+        })
     }
 
     /// The cloud this client talks to.
@@ -166,7 +183,9 @@ impl ArmClient {
     #[tracing::instrument(name = "arm", skip(self), fields(op = "create_identity", resource = %id, request_id = Empty))]
     pub async fn create_identity(&self, id: &IdentityResourceId, location: &str) -> Result<Identity> {
         let body = json!({ "location": location, "properties": {} });
-        let value = self.put_json("create_identity", id.as_str(), self.api_version(), &body).await?;
+        let value = self
+            .put_json("create_identity", id.as_str(), self.api_version(), &body)
+            .await?;
         let url = self.resource_url(id.as_str(), self.api_version())?;
         Identity::from_json(value).map_err(|reason| decode_error("create_identity", &url, reason))
     }
@@ -175,6 +194,9 @@ impl ArmClient {
     #[tracing::instrument(name = "arm", skip(self), fields(op = "list_fics", resource = %id, request_id = Empty))]
     pub async fn list_fics(&self, id: &IdentityResourceId) -> Result<Vec<FederatedCredential>> {
         let mut url = self.resource_url(&format!("{id}/federatedIdentityCredentials"), self.api_version())?;
+        if let Some(top) = self.inner.options.page_size {
+            url.query_pairs_mut().append_pair("$top", &top.to_string());
+        }
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
@@ -182,18 +204,28 @@ impl ArmClient {
             let page: Page = serde_json::from_slice(&response.body)
                 .map_err(|e| decode_error("list_fics", &url, format!("not a list page: {e}")))?;
             for item in page.value {
-                out.push(FederatedCredential::from_json(item).map_err(|r| decode_error("list_fics", &url, r))?);
+                out.push(
+                    FederatedCredential::from_json(item).map_err(|r| decode_error("list_fics", &url, r))?,
+                );
             }
             let Some(next) = page.next_link.filter(|n| !n.is_empty()) else {
                 return Ok(out);
             };
             let next = self.follow_url("list_fics", &url, &next)?;
             if !seen.insert(next.to_string()) {
-                return Err(decode_error("list_fics", &next, "nextLink points at a page already read".into()));
+                return Err(decode_error(
+                    "list_fics",
+                    &next,
+                    "nextLink points at a page already read".into(),
+                ));
             }
             url = next;
         }
-        Err(decode_error("list_fics", &url, format!("more than {MAX_PAGES} pages")))
+        Err(decode_error(
+            "list_fics",
+            &url,
+            format!("more than {MAX_PAGES} pages"),
+        ))
     }
 
     /// Reads one federated identity credential; `None` if the identity has none of that name.
@@ -204,7 +236,9 @@ impl ArmClient {
         match self.send("get_fic", Method::GET, &url, None).await {
             Ok(response) => {
                 let body = decode_json("get_fic", &url, &response)?;
-                FederatedCredential::from_json(body).map(Some).map_err(|r| decode_error("get_fic", &url, r))
+                FederatedCredential::from_json(body)
+                    .map(Some)
+                    .map_err(|r| decode_error("get_fic", &url, r))
             }
             Err(e) if e.is_not_found() && !is_parent_missing(&e) => Ok(None),
             Err(e) => Err(e),
@@ -237,14 +271,16 @@ impl ArmClient {
     /// (201/202 with `Azure-AsyncOperation` or `Location`) to finish; returns the final resource.
     #[tracing::instrument(name = "arm", skip(self, body), fields(op = "put_resource", resource = %id, request_id = Empty))]
     pub async fn put_resource(&self, id: &ArmResourceId, api_version: &str, body: &Value) -> Result<Value> {
-        self.put_json("put_resource", id.as_str(), api_version, body).await
+        self.put_json("put_resource", id.as_str(), api_version, body)
+            .await
     }
 
     /// Deletes any ARM resource, waiting for a long-running operation to finish; `false` if it
     /// did not exist (204 or 404).
     #[tracing::instrument(name = "arm", skip(self), fields(op = "delete_resource", resource = %id, request_id = Empty))]
     pub async fn delete_resource(&self, id: &ArmResourceId, api_version: &str) -> Result<bool> {
-        self.delete_path("delete_resource", id.as_str(), api_version).await
+        self.delete_path("delete_resource", id.as_str(), api_version)
+            .await
     }
 
     /// Reads any ARM resource as JSON; `None` on 404.
@@ -258,7 +294,13 @@ impl ArmClient {
         }
     }
 
-    async fn put_json(&self, operation: &'static str, path: &str, api_version: &str, body: &Value) -> Result<Value> {
+    async fn put_json(
+        &self,
+        operation: &'static str,
+        path: &str,
+        api_version: &str,
+        body: &Value,
+    ) -> Result<Value> {
         let url = self.resource_url(path, api_version)?;
         let initial = self.send(operation, Method::PUT, &url, Some(body)).await?;
         let last = self.finish_lro(operation, LroKind::Put, &url, initial).await?;
@@ -276,7 +318,8 @@ impl ArmClient {
         match self.send(operation, Method::DELETE, &url, None).await {
             Ok(response) if response.status == 204 => Ok(false),
             Ok(response) => {
-                self.finish_lro(operation, LroKind::Delete, &url, response).await?;
+                self.finish_lro(operation, LroKind::Delete, &url, response)
+                    .await?;
                 Ok(true)
             }
             Err(e) if e.is_not_found() && !is_parent_missing(&e) => Ok(false),
@@ -296,21 +339,31 @@ impl ArmClient {
     /// Resolves a URL ARM handed back (`nextLink`, `Azure-AsyncOperation`, `Location`) and checks
     /// it points at the ARM endpoint, where the bearer token may go.
     pub(crate) fn follow_url(&self, operation: &'static str, current: &Url, link: &str) -> Result<Url> {
-        let next = current
-            .join(link)
-            .map_err(|e| decode_error(operation, current, format!("ARM sent an invalid URL {link:?}: {e}")))?;
+        let next = current.join(link).map_err(|e| {
+            decode_error(
+                operation,
+                current,
+                format!("ARM sent an invalid URL {link:?}: {e}"),
+            )
+        })?;
         if !same_origin(&self.inner.cloud.arm_endpoint, &next) {
             return Err(decode_error(
                 operation,
                 current,
-                format!("ARM sent a URL on another host ({}); not sending the token there", display_url(&next)),
+                format!(
+                    "ARM sent a URL on another host ({}); not sending the token there",
+                    display_url(&next)
+                ),
             ));
         }
         Ok(next)
     }
 
     pub(crate) fn lro_settings(&self) -> (Duration, Duration) {
-        (self.inner.options.lro_poll_interval, self.inner.options.lro_timeout)
+        (
+            self.inner.options.lro_poll_interval,
+            self.inner.options.lro_timeout,
+        )
     }
 
     /// Sends one request with retries; `Ok` only for 2xx answers.
@@ -321,7 +374,12 @@ impl ArmClient {
         url: &Url,
         body: Option<&Value>,
     ) -> Result<RawResponse> {
-        self.inner.retry.run(operation, |attempt| self.attempt(operation, method.clone(), url, body, attempt)).await
+        self.inner
+            .retry
+            .run(operation, |attempt| {
+                self.attempt(operation, method.clone(), url, body, attempt)
+            })
+            .await
     }
 
     async fn attempt(
@@ -332,7 +390,12 @@ impl ArmClient {
         body: Option<&Value>,
         attempt: u32,
     ) -> Result<RawResponse, Attempt> {
-        let token = self.inner.credential.token(&self.inner.cloud.arm_scope).await.map_err(Attempt::Fatal)?;
+        let token = self
+            .inner
+            .credential
+            .token(&self.inner.cloud.arm_scope)
+            .await
+            .map_err(Attempt::Fatal)?;
         let client_request_id = uuid::Uuid::new_v4().to_string();
         let mut request = self
             .inner
@@ -347,7 +410,12 @@ impl ArmClient {
         let transport = |e: reqwest::Error| {
             tracing::debug!(operation, attempt, %method, url = %display_url(url), error = %e, "transport failure");
             Attempt::Retry {
-                error: Error::Transport { operation, url: display_url(url), attempts: attempt, source: Box::new(e.without_url()) },
+                error: Error::Transport {
+                    operation,
+                    url: display_url(url),
+                    attempts: attempt,
+                    source: Box::new(e.without_url()),
+                },
                 status: None,
                 retry_after: None,
             }
@@ -356,7 +424,11 @@ impl ArmClient {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport)?;
-        let raw = RawResponse { status, headers, body };
+        let raw = RawResponse {
+            status,
+            headers,
+            body,
+        };
         let request_id = raw.request_id().unwrap_or_default();
         tracing::Span::current().record("request_id", request_id);
         tracing::debug!(operation, attempt, %method, url = %display_url(url), status, request_id, client_request_id, "ARM answered");
@@ -365,7 +437,11 @@ impl ArmClient {
         }
         let error = arm_error(operation, &raw, attempt);
         if is_retryable_status(status) {
-            Err(Attempt::Retry { status: Some(status), retry_after: raw.retry_after(), error: error.into() })
+            Err(Attempt::Retry {
+                status: Some(status),
+                retry_after: raw.retry_after(),
+                error: error.into(),
+            })
         } else {
             Err(Attempt::Fatal(error.into()))
         }
@@ -373,20 +449,27 @@ impl ArmClient {
 }
 
 fn fic_path(id: &IdentityResourceId, name: &str) -> Result<String> {
-    validate_fic_name(name).map_err(|e| Error::config("federated identity credential name", e.to_string()))?;
+    validate_fic_name(name)
+        .map_err(|e| Error::config("federated identity credential name", e.to_string()))?;
     Ok(format!("{id}/federatedIdentityCredentials/{name}"))
 }
 
 /// A 404 that says the parent (the identity) is missing, rather than the child.
 fn is_parent_missing(e: &Error) -> bool {
     e.arm().is_some_and(|a| {
-        a.code.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("ParentResourceNotFound"))
+        a.code
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case("ParentResourceNotFound"))
             || a.message.to_ascii_lowercase().contains("parent")
     })
 }
 
 pub(crate) fn decode_error(operation: &'static str, url: &Url, reason: String) -> Error {
-    Error::Decode { operation, url: display_url(url), reason }
+    Error::Decode {
+        operation,
+        url: display_url(url),
+        reason,
+    }
 }
 
 pub(crate) fn decode_json(operation: &'static str, url: &Url, response: &RawResponse) -> Result<Value> {

@@ -25,7 +25,11 @@ pub struct CloudConfig {
 impl CloudConfig {
     /// Azure public cloud.
     pub fn public() -> Self {
-        Self::known("https://login.microsoftonline.com/", "https://management.azure.com/", PUBLIC_ARM_SCOPE)
+        Self::known(
+            "https://login.microsoftonline.com/",
+            "https://management.azure.com/",
+            PUBLIC_ARM_SCOPE,
+        )
     }
 
     /// Azure US Government.
@@ -69,7 +73,9 @@ impl CloudConfig {
     pub fn by_name(name: &str) -> Result<Self> {
         match name.to_ascii_lowercase().as_str() {
             "public" | "azurepubliccloud" | "azurecloud" => Ok(Self::public()),
-            "usgovernment" | "usgov" | "azureusgovernment" | "azureusgovernmentcloud" => Ok(Self::us_government()),
+            "usgovernment" | "usgov" | "azureusgovernment" | "azureusgovernmentcloud" => {
+                Ok(Self::us_government())
+            }
             "china" | "azurechinacloud" => Ok(Self::china()),
             _ => Err(Error::config(
                 "cloud name",
@@ -80,7 +86,11 @@ impl CloudConfig {
 
     fn known(authority: &str, arm: &str, scope: &str) -> Self {
         let parse = |s: &str| Url::parse(s).unwrap_or_else(|_| unreachable!("constant URL {s} parses"));
-        Self { authority_host: parse(authority), arm_endpoint: parse(arm), arm_scope: scope.to_owned() }
+        Self {
+            authority_host: parse(authority),
+            arm_endpoint: parse(arm),
+            arm_scope: scope.to_owned(),
+        }
     }
 }
 
@@ -109,7 +119,11 @@ pub(crate) fn endpoint_url(what: &'static str, input: &str) -> Result<Url> {
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
-        "http" => return Err(err("plain http is allowed only for loopback hosts; use https".into())),
+        "http" => {
+            return Err(err(
+                "plain http is allowed only for loopback hosts; use https".into()
+            ));
+        }
         other => return Err(err(format!("scheme {other:?} is not https"))),
     }
     if url.host().is_none() {
@@ -155,17 +169,34 @@ mod tests {
         assert_eq!(p.authority_host.as_str(), "https://login.microsoftonline.com/");
         assert_eq!(p.arm_endpoint.as_str(), "https://management.azure.com/");
         assert_eq!(p.arm_scope, PUBLIC_ARM_SCOPE);
-        assert_eq!(CloudConfig::us_government().authority_host.host_str(), Some("login.microsoftonline.us"));
-        assert_eq!(CloudConfig::china().arm_scope, "https://management.chinacloudapi.cn/.default");
-        assert_eq!("AzureUSGovernment".parse::<CloudConfig>().unwrap(), CloudConfig::us_government());
-        assert_eq!(CloudConfig::by_name("AZURECHINACLOUD").unwrap(), CloudConfig::china());
+        assert_eq!(
+            CloudConfig::us_government().authority_host.host_str(),
+            Some("login.microsoftonline.us")
+        );
+        assert_eq!(
+            CloudConfig::china().arm_scope,
+            "https://management.chinacloudapi.cn/.default"
+        );
+        assert_eq!(
+            "AzureUSGovernment".parse::<CloudConfig>().unwrap(),
+            CloudConfig::us_government()
+        );
+        assert_eq!(
+            CloudConfig::by_name("AZURECHINACLOUD").unwrap(),
+            CloudConfig::china()
+        );
         let err = CloudConfig::by_name("mars").unwrap_err().to_string();
         assert!(err.contains("mars") && err.contains("public"), "{err}");
     }
 
     #[test]
     fn custom_accepts_loopback_http_and_normalises_paths() {
-        let c = CloudConfig::custom("http://127.0.0.1:8080", "http://localhost:8080/arm", PUBLIC_ARM_SCOPE).unwrap();
+        let c = CloudConfig::custom(
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/arm",
+            PUBLIC_ARM_SCOPE,
+        )
+        .unwrap();
         assert_eq!(c.authority_host.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(c.arm_endpoint.as_str(), "http://localhost:8080/arm/");
     }
@@ -173,7 +204,12 @@ mod tests {
     #[test]
     fn custom_rejections_name_the_setting() {
         let cases = [
-            ("http://example.com", "https://ok/", PUBLIC_ARM_SCOPE, "authority host"),
+            (
+                "http://example.com",
+                "https://ok/",
+                PUBLIC_ARM_SCOPE,
+                "authority host",
+            ),
             ("https://ok/", "ftp://x/", PUBLIC_ARM_SCOPE, "ARM endpoint"),
             ("https://ok/", "https://x/?a=b", PUBLIC_ARM_SCOPE, "query"),
             ("https://u:p@ok/", "https://x/", PUBLIC_ARM_SCOPE, "credentials"),
@@ -189,9 +225,18 @@ mod tests {
     #[test]
     fn same_origin_compares_scheme_host_and_port() {
         let base = Url::parse("https://management.azure.com/").unwrap();
-        assert!(same_origin(&base, &Url::parse("https://MANAGEMENT.azure.com:443/x?y").unwrap()));
-        assert!(!same_origin(&base, &Url::parse("http://management.azure.com/").unwrap()));
+        assert!(same_origin(
+            &base,
+            &Url::parse("https://MANAGEMENT.azure.com:443/x?y").unwrap()
+        ));
+        assert!(!same_origin(
+            &base,
+            &Url::parse("http://management.azure.com/").unwrap()
+        ));
         assert!(!same_origin(&base, &Url::parse("https://evil.example/").unwrap()));
-        assert!(!same_origin(&base, &Url::parse("https://management.azure.com:8443/").unwrap()));
+        assert!(!same_origin(
+            &base,
+            &Url::parse("https://management.azure.com:8443/").unwrap()
+        ));
     }
 }

@@ -51,7 +51,10 @@ pub enum Error {
         reason: String,
     },
     /// A long-running operation reached the terminal state `Failed` or `Canceled`.
-    #[error("{operation}: long-running operation ended {status}{}", fmt_code_message(code, message))]
+    #[error(
+        "{operation}: long-running operation ended {status}{}",
+        fmt_code_message(code, message)
+    )]
     OperationFailed {
         /// The operation that was attempted.
         operation: &'static str,
@@ -137,7 +140,10 @@ impl Error {
     }
 
     pub(crate) fn config(what: &'static str, reason: impl Into<String>) -> Self {
-        Error::Config { what, reason: reason.into() }
+        Error::Config {
+            what,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -231,7 +237,14 @@ pub struct CredentialError {
 
 impl CredentialError {
     pub(crate) fn local(credential: &'static str, message: impl Into<String>) -> Self {
-        Self { credential, status: None, code: None, error_codes: Vec::new(), message: message.into(), source: None }
+        Self {
+            credential,
+            status: None,
+            code: None,
+            error_codes: Vec::new(),
+            message: message.into(),
+            source: None,
+        }
     }
 
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
@@ -265,15 +278,31 @@ mod tests {
         assert!(arm(429, "x").is_throttled());
         assert!(arm(503, "x").is_uncertain());
         assert!(!arm(400, "x").is_uncertain());
-        let e = arm(400, "Issuer and subject combination already exists for this Managed Identity.");
+        let e = arm(
+            400,
+            "Issuer and subject combination already exists for this Managed Identity.",
+        );
         assert!(e.arm().unwrap().is_duplicate_issuer_subject());
-        assert!(!arm(409, "Issuer and subject combination already exists").arm().unwrap().is_duplicate_issuer_subject());
+        assert!(
+            !arm(409, "Issuer and subject combination already exists")
+                .arm()
+                .unwrap()
+                .is_duplicate_issuer_subject()
+        );
     }
 
     #[test]
     fn display_carries_status_code_message_and_request_ids() {
         let text = arm(409, "Concurrent write").to_string();
-        for want in ["put_fic", "409", "Code", "Concurrent write", "req-1", "corr-1", "3 attempts"] {
+        for want in [
+            "put_fic",
+            "409",
+            "Code",
+            "Concurrent write",
+            "req-1",
+            "corr-1",
+            "3 attempts",
+        ] {
             assert!(text.contains(want), "{want} missing from {text}");
         }
         let cred = Error::from(CredentialError {

@@ -81,16 +81,22 @@ impl HttpOptions {
             builder = builder.no_proxy();
         }
         if let Some(pem) = &self.root_certificates_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                .map_err(|e| Error::config("root certificates", format!("not a PEM certificate bundle: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+                Error::config("root certificates", format!("not a PEM certificate bundle: {e}"))
+            })?;
             if certs.is_empty() {
-                return Err(Error::config("root certificates", "the PEM bundle holds no certificate"));
+                return Err(Error::config(
+                    "root certificates",
+                    "the PEM bundle holds no certificate",
+                ));
             }
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        builder.build().map_err(|e| Error::config("HTTP client", e.to_string()))
+        builder
+            .build()
+            .map_err(|e| Error::config("HTTP client", e.to_string()))
     }
 }
 
@@ -170,7 +176,11 @@ pub(crate) fn arm_error(operation: &'static str, response: &RawResponse, attempt
     let parsed = serde_json::from_slice::<ArmErrorBody>(&response.body).ok();
     let (code, message, target) = match parsed {
         Some(ArmErrorBody { error: Some(d), .. }) => (d.code, d.message, d.target),
-        Some(ArmErrorBody { error: None, code, message }) => (code, message, None),
+        Some(ArmErrorBody {
+            error: None,
+            code,
+            message,
+        }) => (code, message, None),
         None => (None, None, None),
     };
     ArmError {
@@ -195,7 +205,11 @@ mod tests {
         for (k, v) in headers {
             map.insert(*k, HeaderValue::from_str(v).unwrap());
         }
-        RawResponse { status, headers: map, body: Bytes::from(body.to_owned()) }
+        RawResponse {
+            status,
+            headers: map,
+            body: Bytes::from(body.to_owned()),
+        }
     }
 
     #[test]
@@ -207,7 +221,10 @@ mod tests {
         );
         let e = arm_error("put_fic", &r, 2);
         assert_eq!(e.status, 409);
-        assert_eq!(e.code.as_deref(), Some("ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity"));
+        assert_eq!(
+            e.code.as_deref(),
+            Some("ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity")
+        );
         assert_eq!(e.message, "Too many writes");
         assert_eq!(e.target.as_deref(), Some("x"));
         assert_eq!(e.request_id.as_deref(), Some("r1"));
@@ -217,8 +234,15 @@ mod tests {
 
     #[test]
     fn flat_and_foreign_error_bodies_still_give_a_message() {
-        let flat = arm_error("op", &response(400, r#"{"code":"BadRequest","message":"no"}"#, &[]), 1);
-        assert_eq!((flat.code.as_deref(), flat.message.as_str()), (Some("BadRequest"), "no"));
+        let flat = arm_error(
+            "op",
+            &response(400, r#"{"code":"BadRequest","message":"no"}"#, &[]),
+            1,
+        );
+        assert_eq!(
+            (flat.code.as_deref(), flat.message.as_str()),
+            (Some("BadRequest"), "no")
+        );
         let html = arm_error("op", &response(502, "<html>Bad Gateway</html>", &[]), 1);
         assert_eq!(html.code, None);
         assert_eq!(html.message, "<html>Bad Gateway</html>");
@@ -238,7 +262,11 @@ mod tests {
 
     #[test]
     fn bad_root_certificates_are_rejected_with_the_setting_named() {
-        let err = HttpOptions::default().root_certificates_pem("not pem").build(false).unwrap_err().to_string();
+        let err = HttpOptions::default()
+            .root_certificates_pem("not pem")
+            .build(false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("root certificates"), "{err}");
     }
 }

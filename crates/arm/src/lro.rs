@@ -53,7 +53,11 @@ impl ArmClient {
         let next_wait = |response: &RawResponse, polls: u32, url: &Url| {
             let wait = response.retry_after().unwrap_or(interval);
             if Instant::now() + wait > deadline {
-                Err(Error::OperationTimeout { operation, url: display_url(url), polls })
+                Err(Error::OperationTimeout {
+                    operation,
+                    url: display_url(url),
+                    polls,
+                })
             } else {
                 Ok(wait)
             }
@@ -66,14 +70,20 @@ impl ArmClient {
                 tokio::time::sleep(wait).await;
                 polls += 1;
                 let response = self.send(operation, Method::GET, &status_url, None).await?;
-                let status: OperationStatus = serde_json::from_slice(&response.body)
-                    .map_err(|e| decode_error(operation, &status_url, format!("not an operation status: {e}")))?;
+                let status: OperationStatus = serde_json::from_slice(&response.body).map_err(|e| {
+                    decode_error(operation, &status_url, format!("not an operation status: {e}"))
+                })?;
                 let state = status.status.unwrap_or_default();
                 match state.to_ascii_lowercase().as_str() {
                     "succeeded" => break,
                     "failed" | "canceled" | "cancelled" => {
                         let (code, message) = status.error.map(|e| (e.code, e.message)).unwrap_or_default();
-                        return Err(Error::OperationFailed { operation, status: state, code, message });
+                        return Err(Error::OperationFailed {
+                            operation,
+                            status: state,
+                            code,
+                            message,
+                        });
                     }
                     _ => wait = next_wait(&response, polls, &status_url)?,
                 }

@@ -35,7 +35,11 @@ pub struct FicProperties {
 
 impl From<&FicSpec> for FicProperties {
     fn from(spec: &FicSpec) -> Self {
-        Self { issuer: spec.issuer.clone(), subject: spec.subject.clone(), audiences: vec![spec.audience.clone()] }
+        Self {
+            issuer: spec.issuer.clone(),
+            subject: spec.subject.clone(),
+            audiences: vec![spec.audience.clone()],
+        }
     }
 }
 
@@ -69,16 +73,19 @@ struct IdentityPropertiesWire {
 
 impl Identity {
     pub(crate) fn from_json(value: Value) -> Result<Self, String> {
-        let wire: IdentityWire = serde_json::from_value(value).map_err(|e| format!("not an identity object: {e}"))?;
+        let wire: IdentityWire =
+            serde_json::from_value(value).map_err(|e| format!("not an identity object: {e}"))?;
         let id = wire.id.ok_or("`id` is missing")?;
         let id = IdentityResourceId::parse(&id).map_err(|e| format!("`id`: {e}"))?;
         let props = wire.properties.ok_or("`properties` is missing")?;
-        let guid = |field: &str, v: Option<String>| v.ok_or_else(|| format!("`properties.{field}` is missing"));
+        let guid =
+            |field: &str, v: Option<String>| v.ok_or_else(|| format!("`properties.{field}` is missing"));
         Ok(Self {
             name: wire.name.unwrap_or_else(|| id.name().to_owned()),
             location: wire.location.unwrap_or_default(),
             client_id: ClientId::parse(&guid("clientId", props.client_id)?).map_err(|e| e.to_string())?,
-            principal_id: PrincipalId::parse(&guid("principalId", props.principal_id)?).map_err(|e| e.to_string())?,
+            principal_id: PrincipalId::parse(&guid("principalId", props.principal_id)?)
+                .map_err(|e| e.to_string())?,
             tenant_id: TenantId::parse(&guid("tenantId", props.tenant_id)?).map_err(|e| e.to_string())?,
             id,
         })
@@ -102,8 +109,8 @@ struct FicPropertiesWire {
 
 impl FederatedCredential {
     pub(crate) fn from_json(value: Value) -> Result<Self, String> {
-        let wire: FicWire =
-            serde_json::from_value(value).map_err(|e| format!("not a federated identity credential object: {e}"))?;
+        let wire: FicWire = serde_json::from_value(value)
+            .map_err(|e| format!("not a federated identity credential object: {e}"))?;
         let id = wire.id.ok_or("`id` is missing")?;
         let id = ArmResourceId::parse(&id).map_err(|e| format!("`id`: {e}"))?;
         let props = wire.properties.ok_or("`properties` is missing")?;
@@ -152,7 +159,8 @@ mod tests {
         .unwrap();
         assert_eq!(f.name, "idbind");
         assert_eq!(f.properties.audiences, ["api://AzureADTokenExchange"]);
-        let err = FederatedCredential::from_json(json!({"id": ID, "properties": {"issuer": "i"}})).unwrap_err();
+        let err =
+            FederatedCredential::from_json(json!({"id": ID, "properties": {"issuer": "i"}})).unwrap_err();
         assert!(err.contains("subject"), "{err}");
         let spec = FicSpec {
             name: "idbind".into(),
@@ -161,6 +169,9 @@ mod tests {
             audience: "api://AzureADTokenExchange".into(),
         };
         let p = FicProperties::from(&spec);
-        assert_eq!(serde_json::to_value(&p).unwrap(), json!({"issuer": "https://i", "subject": "s", "audiences": ["api://AzureADTokenExchange"]}));
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({"issuer": "https://i", "subject": "s", "audiences": ["api://AzureADTokenExchange"]})
+        );
     }
 }

@@ -159,7 +159,11 @@ impl RetryPolicy {
             let failure = match attempt_fn(attempt).await {
                 Ok(v) => return Ok(v),
                 Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Retry { error, status, retry_after }) => (error, status, retry_after),
+                Err(Attempt::Retry {
+                    error,
+                    status,
+                    retry_after,
+                }) => (error, status, retry_after),
             };
             let (error, status, retry_after) = failure;
             if attempt >= self.max_attempts {
@@ -167,10 +171,21 @@ impl RetryPolicy {
             }
             let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
             if start.elapsed().saturating_add(delay) > self.max_elapsed {
-                tracing::debug!(operation, attempt, ?delay, "not retrying: the wait would exceed max_elapsed");
+                tracing::debug!(
+                    operation,
+                    attempt,
+                    ?delay,
+                    "not retrying: the wait would exceed max_elapsed"
+                );
                 return Err(error);
             }
-            let event = RetryEvent { operation, attempt, status, retry_after, delay };
+            let event = RetryEvent {
+                operation,
+                attempt,
+                status,
+                retry_after,
+                delay,
+            };
             tracing::debug!(operation, attempt, status, ?delay, ?retry_after, "retrying");
             self.notify(&event);
             tokio::time::sleep(delay).await;
@@ -182,7 +197,11 @@ impl RetryPolicy {
 /// The outcome of one failed attempt.
 pub(crate) enum Attempt {
     /// Worth another attempt.
-    Retry { error: Error, status: Option<u16>, retry_after: Option<Duration> },
+    Retry {
+        error: Error,
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+    },
     /// Not worth another attempt.
     Fatal(Error),
 }
@@ -214,7 +233,9 @@ pub(crate) fn parse_retry_after(
     if let Ok(secs) = value.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
     }
-    let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok()?;
+    let at = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value)
+        .ok()?;
     let wait = at.duration_since(now);
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
@@ -231,23 +252,41 @@ mod tests {
     #[test]
     fn retry_after_prefers_millisecond_headers() {
         let now = ts("2024-01-01T00:00:00Z");
-        assert_eq!(parse_retry_after(Some("250"), Some("900"), Some("7"), now), Some(Duration::from_millis(250)));
-        assert_eq!(parse_retry_after(None, Some("900"), Some("7"), now), Some(Duration::from_millis(900)));
-        assert_eq!(parse_retry_after(Some("junk"), None, Some("7"), now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after(Some("250"), Some("900"), Some("7"), now),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_retry_after(None, Some("900"), Some("7"), now),
+            Some(Duration::from_millis(900))
+        );
+        assert_eq!(
+            parse_retry_after(Some("junk"), None, Some("7"), now),
+            Some(Duration::from_secs(7))
+        );
         assert_eq!(parse_retry_after(None, None, None, now), None);
     }
 
     #[test]
     fn retry_after_accepts_seconds_and_http_dates() {
         let now = ts("2024-01-10T10:34:40Z");
-        assert_eq!(parse_retry_after(None, None, Some(" 3 "), now), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after(None, None, Some("0"), now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after(None, None, Some(" 3 "), now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse_retry_after(None, None, Some("0"), now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(
             parse_retry_after(None, None, Some("Wed, 10 Jan 2024 10:34:45 GMT"), now),
             Some(Duration::from_secs(5))
         );
         // A date in the past means "now".
-        assert_eq!(parse_retry_after(None, None, Some("Wed, 10 Jan 2024 10:00:00 GMT"), now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after(None, None, Some("Wed, 10 Jan 2024 10:00:00 GMT"), now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after(None, None, Some("-1"), now), None);
         assert_eq!(parse_retry_after(None, None, Some("soon"), now), None);
     }
@@ -264,7 +303,9 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded_by_the_exponential_cap() {
-        let p = RetryPolicy::default().base_delay(Duration::from_millis(100)).max_delay(Duration::from_secs(1));
+        let p = RetryPolicy::default()
+            .base_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_secs(1));
         assert_eq!(p.backoff_cap(1), Duration::from_millis(100));
         assert_eq!(p.backoff_cap(2), Duration::from_millis(200));
         assert_eq!(p.backoff_cap(4), Duration::from_millis(800));
@@ -278,14 +319,20 @@ mod tests {
     }
 
     fn retry(status: u16, retry_after: Option<Duration>) -> Attempt {
-        Attempt::Retry { error: Error::config("test", format!("status {status}")), status: Some(status), retry_after }
+        Attempt::Retry {
+            error: Error::config("test", format!("status {status}")),
+            status: Some(status),
+            retry_after,
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn run_stops_after_max_attempts_and_reports_each_retry() {
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = events.clone();
-        let policy = RetryPolicy::default().max_attempts(3).on_retry(move |e| seen.lock().unwrap().push(e.clone()));
+        let policy = RetryPolicy::default()
+            .max_attempts(3)
+            .on_retry(move |e| seen.lock().unwrap().push(e.clone()));
         let mut calls = 0;
         let result: Result<(), Error> = policy
             .run("op", |_| {
@@ -297,7 +344,11 @@ mod tests {
         assert_eq!(calls, 3);
         let events = events.lock().unwrap();
         assert_eq!(events.iter().map(|e| e.attempt).collect::<Vec<_>>(), vec![1, 2]);
-        assert!(events.iter().all(|e| e.status == Some(503) && e.operation == "op"));
+        assert!(
+            events
+                .iter()
+                .all(|e| e.status == Some(503) && e.operation == "op")
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -307,7 +358,11 @@ mod tests {
         let policy = RetryPolicy::default().on_retry(move |e| seen.lock().unwrap().push(e.clone()));
         let out = policy
             .run("op", |attempt| async move {
-                if attempt < 3 { Err(retry(429, Some(Duration::from_secs(7)))) } else { Ok(attempt) }
+                if attempt < 3 {
+                    Err(retry(429, Some(Duration::from_secs(7))))
+                } else {
+                    Ok(attempt)
+                }
             })
             .await
             .unwrap();
@@ -319,7 +374,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn run_gives_up_when_the_wait_would_pass_max_elapsed() {
-        let policy = RetryPolicy::default().max_attempts(10).max_elapsed(Duration::from_secs(60));
+        let policy = RetryPolicy::default()
+            .max_attempts(10)
+            .max_elapsed(Duration::from_secs(60));
         let mut calls = 0;
         let result: Result<(), Error> = policy
             .run("op", |_| {

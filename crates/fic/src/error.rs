@@ -18,7 +18,11 @@ pub struct FicSummary {
 
 impl fmt::Display for FicSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (issuer {}, subject {})", self.name, self.issuer, self.subject)
+        write!(
+            f,
+            "{} (issuer {}, subject {})",
+            self.name, self.issuer, self.subject
+        )
     }
 }
 
@@ -84,7 +88,9 @@ pub enum Error {
     #[error("invalid federated identity credential specification: {0}")]
     InvalidSpec(#[from] idbind_model::Error),
     /// The caller's "is it unused?" check failed; nothing was deleted.
-    #[error("could not establish whether the federated identity credential of {identity} is unused: {source}")]
+    #[error(
+        "could not establish whether the federated identity credential of {identity} is unused: {source}"
+    )]
     UnusedCheck {
         /// The identity.
         identity: String,
@@ -95,7 +101,11 @@ pub enum Error {
 }
 
 fn list(existing: &[FicSummary]) -> String {
-    existing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    existing
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {

@@ -21,7 +21,10 @@ impl LockMap {
     /// Waits for exclusive use of `key` (compared case-insensitively).
     pub(crate) async fn lock(&self, key: &str) -> OwnedMutexGuard<()> {
         let mutex = {
-            let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut inner = self
+                .inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let key = key.to_ascii_lowercase();
             let existing = inner.locks.get(&key).and_then(Weak::upgrade);
             match existing {
@@ -60,7 +63,10 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         drop(guard);
-        tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]

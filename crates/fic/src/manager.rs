@@ -83,7 +83,11 @@ impl FicManager {
             .base_delay(Duration::from_millis(200))
             .max_delay(Duration::from_secs(5))
             .max_elapsed(Duration::from_secs(120));
-        Self { arm, locks: Arc::default(), policy }
+        Self {
+            arm,
+            locks: Arc::default(),
+            policy,
+        }
     }
 
     /// Replaces the policy for conflict rounds (409, and 429/5xx/transport failures that persisted
@@ -115,15 +119,25 @@ impl FicManager {
         loop {
             attempt += 1;
             let fics = self.arm.list_fics(identity).await?;
-            if let Some(found) = fics.iter().find(|f| spec.matches(&f.properties.issuer, &f.properties.subject)) {
-                let outcome =
-                    if found.name.eq_ignore_ascii_case(&spec.name) { EnsureOutcome::Present } else { EnsureOutcome::Reused };
+            if let Some(found) = fics
+                .iter()
+                .find(|f| spec.matches(&f.properties.issuer, &f.properties.subject))
+            {
+                let outcome = if found.name.eq_ignore_ascii_case(&spec.name) {
+                    EnsureOutcome::Present
+                } else {
+                    EnsureOutcome::Reused
+                };
                 if !found.properties.audiences.iter().any(|a| a == &spec.audience) {
                     tracing::warn!(name = %found.name, audiences = ?found.properties.audiences, wanted = %spec.audience,
                         "the federated identity credential has idbind's issuer and subject but not its audience");
                 }
                 tracing::info!(name = %found.name, ?outcome, attempt, "federated identity credential in place");
-                return Ok(Ensured { fic: found.clone(), outcome, attempts: attempt });
+                return Ok(Ensured {
+                    fic: found.clone(),
+                    outcome,
+                    attempts: attempt,
+                });
             }
             if let Some(taken) = fics.iter().find(|f| f.name.eq_ignore_ascii_case(&spec.name)) {
                 return Err(Error::NameTaken {
@@ -149,7 +163,11 @@ impl FicManager {
             let error = match self.arm.put_fic(identity, &spec.name, &properties).await {
                 Ok(fic) => {
                     tracing::info!(name = %fic.name, attempt, "federated identity credential created");
-                    return Ok(Ensured { fic, outcome: EnsureOutcome::Created, attempts: attempt });
+                    return Ok(Ensured {
+                        fic,
+                        outcome: EnsureOutcome::Created,
+                        attempts: attempt,
+                    });
                 }
                 Err(e) => e,
             };
@@ -211,14 +229,18 @@ impl FicManager {
                 Err(e) if e.is_not_found() => return Ok(gone(deleting)),
                 Err(e) => return Err(e.into()),
             };
-            let Some(found) = fics.iter().find(|f| spec.matches(&f.properties.issuer, &f.properties.subject)) else {
+            let Some(found) = fics
+                .iter()
+                .find(|f| spec.matches(&f.properties.issuer, &f.properties.subject))
+            else {
                 return Ok(gone(deleting));
             };
             let name = found.name.clone();
             if let Some(check) = unused.take() {
-                let is_unused = check()
-                    .await
-                    .map_err(|source| Error::UnusedCheck { identity: identity.to_string(), source })?;
+                let is_unused = check().await.map_err(|source| Error::UnusedCheck {
+                    identity: identity.to_string(),
+                    source,
+                })?;
                 if !is_unused {
                     tracing::info!(name, "federated identity credential still in use; kept");
                     return Ok(GcOutcome::InUse { name });
@@ -246,7 +268,11 @@ impl FicManager {
         let delay = self.policy.backoff(attempt);
         let too_late = start.elapsed().saturating_add(delay) > self.policy.get_max_elapsed();
         if attempt >= self.policy.get_max_attempts() || too_late {
-            return Err(Error::GaveUp { identity: identity.to_string(), attempts: attempt, last: error });
+            return Err(Error::GaveUp {
+                identity: identity.to_string(),
+                attempts: attempt,
+                last: error,
+            });
         }
         tracing::info!(error = %error, attempt, ?delay, "conflicting or uncertain write; retrying after a pause");
         tokio::time::sleep(delay).await;
@@ -268,5 +294,9 @@ fn classify(error: idbind_arm::Error) -> std::result::Result<Retry, idbind_arm::
 }
 
 fn summary(f: &FederatedCredential) -> FicSummary {
-    FicSummary { name: f.name.clone(), issuer: f.properties.issuer.clone(), subject: f.properties.subject.clone() }
+    FicSummary {
+        name: f.name.clone(),
+        issuer: f.properties.issuer.clone(),
+        subject: f.properties.subject.clone(),
+    }
 }

@@ -39,7 +39,11 @@ impl Cached {
         let lifetime = Duration::try_from(remaining).unwrap_or(Duration::ZERO);
         // ... and at half-life for short-lived tokens.
         let margin = REFRESH_MARGIN.min(lifetime / 2);
-        Self { token, refresh_at: now + (lifetime - margin), expires: now + lifetime }
+        Self {
+            token,
+            refresh_at: now + (lifetime - margin),
+            expires: now + lifetime,
+        }
     }
 }
 
@@ -110,7 +114,11 @@ mod tests {
         AccessToken::new(name, jiff::Timestamp::now() + lifetime)
     }
 
-    async fn fetch_counting(cache: &TokenCache, calls: &AtomicU32, lifetime: Duration) -> Result<AccessToken> {
+    async fn fetch_counting(
+        cache: &TokenCache,
+        calls: &AtomicU32,
+        lifetime: Duration,
+    ) -> Result<AccessToken> {
         cache
             .get("scope", || async {
                 let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
@@ -126,11 +134,32 @@ mod tests {
         let cache = TokenCache::default();
         let calls = AtomicU32::new(0);
         let hour = Duration::from_secs(3600);
-        assert_eq!(fetch_counting(&cache, &calls, hour).await.unwrap().secret.expose(), "t1");
+        assert_eq!(
+            fetch_counting(&cache, &calls, hour)
+                .await
+                .unwrap()
+                .secret
+                .expose(),
+            "t1"
+        );
         tokio::time::advance(Duration::from_secs(3600 - 301)).await;
-        assert_eq!(fetch_counting(&cache, &calls, hour).await.unwrap().secret.expose(), "t1");
+        assert_eq!(
+            fetch_counting(&cache, &calls, hour)
+                .await
+                .unwrap()
+                .secret
+                .expose(),
+            "t1"
+        );
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(fetch_counting(&cache, &calls, hour).await.unwrap().secret.expose(), "t2");
+        assert_eq!(
+            fetch_counting(&cache, &calls, hour)
+                .await
+                .unwrap()
+                .secret
+                .expose(),
+            "t2"
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
@@ -141,9 +170,23 @@ mod tests {
         let life = Duration::from_secs(120);
         fetch_counting(&cache, &calls, life).await.unwrap();
         tokio::time::advance(Duration::from_secs(59)).await;
-        assert_eq!(fetch_counting(&cache, &calls, life).await.unwrap().secret.expose(), "t1");
+        assert_eq!(
+            fetch_counting(&cache, &calls, life)
+                .await
+                .unwrap()
+                .secret
+                .expose(),
+            "t1"
+        );
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(fetch_counting(&cache, &calls, life).await.unwrap().secret.expose(), "t2");
+        assert_eq!(
+            fetch_counting(&cache, &calls, life)
+                .await
+                .unwrap()
+                .secret
+                .expose(),
+            "t2"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -165,7 +208,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_refresh_keeps_the_valid_token_but_an_expired_one_is_an_error() {
         let cache = TokenCache::default();
-        cache.get("scope", || async { Ok(token("t1", Duration::from_secs(600))) }).await.unwrap();
+        cache
+            .get("scope", || async { Ok(token("t1", Duration::from_secs(600))) })
+            .await
+            .unwrap();
         tokio::time::advance(Duration::from_secs(400)).await;
         let fail = || async { Err(crate::Error::config("test", "token endpoint down")) };
         assert_eq!(cache.get("scope", fail).await.unwrap().secret.expose(), "t1");
@@ -176,8 +222,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn scopes_are_cached_separately() {
         let cache = TokenCache::default();
-        let a = cache.get("a", || async { Ok(token("ta", Duration::from_secs(3600))) }).await.unwrap();
-        let b = cache.get("b", || async { Ok(token("tb", Duration::from_secs(3600))) }).await.unwrap();
+        let a = cache
+            .get("a", || async { Ok(token("ta", Duration::from_secs(3600))) })
+            .await
+            .unwrap();
+        let b = cache
+            .get("b", || async { Ok(token("tb", Duration::from_secs(3600))) })
+            .await
+            .unwrap();
         assert_eq!((a.secret.expose(), b.secret.expose()), ("ta", "tb"));
     }
 }

@@ -29,8 +29,20 @@ pub struct ClientSecretCredential {
 impl ClientSecretCredential {
     /// A credential for `client_id` in `tenant` at `authority_host` (e.g.
     /// [`CloudConfig::authority_host`](crate::CloudConfig::authority_host)).
-    pub fn new(authority_host: &Url, tenant: TenantId, client_id: ClientId, secret: impl Into<Secret>) -> Result<Self> {
-        Self::with_options(authority_host, tenant, client_id, secret, &HttpOptions::default(), RetryPolicy::default())
+    pub fn new(
+        authority_host: &Url,
+        tenant: TenantId,
+        client_id: ClientId,
+        secret: impl Into<Secret>,
+    ) -> Result<Self> {
+        Self::with_options(
+            authority_host,
+            tenant,
+            client_id,
+            secret,
+            &HttpOptions::default(),
+            RetryPolicy::default(),
+        )
     }
 
     /// Like [`new`](Self::new), with transport options and a retry policy for the token endpoint.
@@ -43,7 +55,14 @@ impl ClientSecretCredential {
         retry: RetryPolicy,
     ) -> Result<Self> {
         let token_url = token_url(authority_host, &tenant)?;
-        Ok(Self { token_url, client_id, secret: secret.into(), http: http.build(false)?, retry, cache: TokenCache::default() })
+        Ok(Self {
+            token_url,
+            client_id,
+            secret: secret.into(),
+            http: http.build(false)?,
+            retry,
+            cache: TokenCache::default(),
+        })
     }
 
     #[tracing::instrument(name = "token", level = "debug", skip(self), fields(credential = NAME, client_id = %self.client_id))]
@@ -92,9 +111,15 @@ mod tests {
     fn token_url_keeps_an_authority_path() {
         let tenant = TenantId::parse("11111111-1111-1111-1111-111111111111").unwrap();
         let u = token_url(&Url::parse("https://login.microsoftonline.com").unwrap(), &tenant).unwrap();
-        assert_eq!(u.as_str(), "https://login.microsoftonline.com/11111111-1111-1111-1111-111111111111/oauth2/v2.0/token");
+        assert_eq!(
+            u.as_str(),
+            "https://login.microsoftonline.com/11111111-1111-1111-1111-111111111111/oauth2/v2.0/token"
+        );
         let u = token_url(&Url::parse("http://127.0.0.1:9/entra").unwrap(), &tenant).unwrap();
-        assert_eq!(u.as_str(), "http://127.0.0.1:9/entra/11111111-1111-1111-1111-111111111111/oauth2/v2.0/token");
+        assert_eq!(
+            u.as_str(),
+            "http://127.0.0.1:9/entra/11111111-1111-1111-1111-111111111111/oauth2/v2.0/token"
+        );
     }
 
     #[test]

@@ -33,8 +33,14 @@ impl ManagedIdentityCredential {
     /// A credential for the system-assigned identity (`None`) or the user-assigned identity
     /// `client_id`, at the standard IMDS endpoint.
     pub fn new(client_id: Option<ClientId>) -> Result<Self> {
-        let endpoint = Url::parse(IMDS_TOKEN_ENDPOINT).map_err(|e| Error::config("IMDS endpoint", e.to_string()))?;
-        Self::with_options(endpoint, client_id, &HttpOptions::default(), RetryPolicy::default())
+        let endpoint =
+            Url::parse(IMDS_TOKEN_ENDPOINT).map_err(|e| Error::config("IMDS endpoint", e.to_string()))?;
+        Self::with_options(
+            endpoint,
+            client_id,
+            &HttpOptions::default(),
+            RetryPolicy::default(),
+        )
     }
 
     /// A credential against another endpoint (tests, emulators), with transport options and a
@@ -47,9 +53,18 @@ impl ManagedIdentityCredential {
         retry: RetryPolicy,
     ) -> Result<Self> {
         if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host().is_none() {
-            return Err(Error::config("IMDS endpoint", format!("{endpoint} is not an http(s) URL")));
+            return Err(Error::config(
+                "IMDS endpoint",
+                format!("{endpoint} is not an http(s) URL"),
+            ));
         }
-        Ok(Self { endpoint, client_id, http: http.build(true)?, retry, cache: TokenCache::default() })
+        Ok(Self {
+            endpoint,
+            client_id,
+            http: http.build(true)?,
+            retry,
+            cache: TokenCache::default(),
+        })
     }
 
     #[tracing::instrument(name = "token", level = "debug", skip(self), fields(credential = NAME, client_id = ?self.client_id))]
@@ -59,7 +74,9 @@ impl ManagedIdentityCredential {
         let mut url = self.endpoint.clone();
         {
             let mut query = url.query_pairs_mut();
-            query.append_pair("api-version", "2018-02-01").append_pair("resource", resource);
+            query
+                .append_pair("api-version", "2018-02-01")
+                .append_pair("resource", resource);
             if let Some(c) = &client_id {
                 query.append_pair("client_id", c);
             }

@@ -80,7 +80,10 @@ pub struct AccessToken {
 impl AccessToken {
     /// A token valid until `expires_at`.
     pub fn new(secret: impl Into<Secret>, expires_at: jiff::Timestamp) -> Self {
-        Self { secret: secret.into(), expires_at }
+        Self {
+            secret: secret.into(),
+            expires_at,
+        }
     }
 }
 

@@ -17,12 +17,16 @@ impl StaticTokenCredential {
     /// A token that the credential reports as valid for 24 hours from now.
     pub fn new(token: impl Into<Secret>) -> Self {
         let expires_at = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
-        Self { token: AccessToken::new(token, expires_at) }
+        Self {
+            token: AccessToken::new(token, expires_at),
+        }
     }
 
     /// A token with a known expiry.
     pub fn with_expiry(token: impl Into<Secret>, expires_at: jiff::Timestamp) -> Self {
-        Self { token: AccessToken::new(token, expires_at) }
+        Self {
+            token: AccessToken::new(token, expires_at),
+        }
     }
 }
 
@@ -35,6 +39,8 @@ impl Credential for StaticTokenCredential {
 
 impl fmt::Debug for StaticTokenCredential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StaticTokenCredential").field("expires_at", &self.token.expires_at).finish_non_exhaustive()
+        f.debug_struct("StaticTokenCredential")
+            .field("expires_at", &self.token.expires_at)
+            .finish_non_exhaustive()
     }
 }

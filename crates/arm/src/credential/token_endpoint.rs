@@ -36,7 +36,11 @@ pub(crate) async fn fetch_token(
                 }
                 let error = Error::from(decode_failure(credential, status, &body));
                 if retryable(status) {
-                    Err(Attempt::Retry { error, status: Some(status), retry_after: wait })
+                    Err(Attempt::Retry {
+                        error,
+                        status: Some(status),
+                        retry_after: wait,
+                    })
                 } else {
                     Err(Attempt::Fatal(error))
                 }
@@ -54,7 +58,11 @@ fn transport(credential: &'static str, e: reqwest::Error) -> Attempt {
         "the request to the token endpoint failed"
     };
     let error = CredentialError::local(credential, message).with_source(e.without_url());
-    Attempt::Retry { error: error.into(), status: None, retry_after: None }
+    Attempt::Retry {
+        error: error.into(),
+        status: None,
+        retry_after: None,
+    }
 }
 
 #[derive(Deserialize)]
@@ -87,10 +95,18 @@ struct TokenBody {
 }
 
 fn decode_success(credential: &'static str, body: &[u8]) -> Result<AccessToken> {
-    let err = |m: &str| Error::from(CredentialError::local(credential, format!("the token response {m}")));
+    let err = |m: &str| {
+        Error::from(CredentialError::local(
+            credential,
+            format!("the token response {m}"),
+        ))
+    };
     let parsed: TokenBody =
         serde_json::from_slice(body).map_err(|e| err(&format!("is not the expected JSON object ({e})")))?;
-    let secret = parsed.access_token.filter(|t| !t.is_empty()).ok_or_else(|| err("has no access_token"))?;
+    let secret = parsed
+        .access_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| err("has no access_token"))?;
     let now = jiff::Timestamp::now();
     let from_epoch = parsed
         .expires_on
@@ -127,7 +143,10 @@ fn decode_failure(credential: &'static str, status: u16, body: &[u8]) -> Credent
         },
         _ => CredentialError {
             status: Some(status),
-            ..CredentialError::local(credential, format!("the token endpoint answered {}", body_snippet(body)))
+            ..CredentialError::local(
+                credential,
+                format!("the token endpoint answered {}", body_snippet(body)),
+            )
         },
     }
 }
@@ -138,7 +157,11 @@ mod tests {
 
     #[test]
     fn entra_and_imds_token_bodies_decode() {
-        let entra = decode_success("c", br#"{"token_type":"Bearer","expires_in":3599,"access_token":"abc"}"#).unwrap();
+        let entra = decode_success(
+            "c",
+            br#"{"token_type":"Bearer","expires_in":3599,"access_token":"abc"}"#,
+        )
+        .unwrap();
         assert_eq!(entra.secret.expose(), "abc");
         let left = entra.expires_at.duration_since(jiff::Timestamp::now()).as_secs();
         assert!((3590..=3599).contains(&left), "{left}");
@@ -157,11 +180,19 @@ mod tests {
         for (body, want) in [
             (&br#"{"expires_in":1}"#[..], "no access_token"),
             (br#"{"access_token":"x"}"#, "neither a numeric expires_in"),
-            (br#"{"access_token":"x","expires_in":"soon"}"#, "neither a numeric expires_in"),
+            (
+                br#"{"access_token":"x","expires_in":"soon"}"#,
+                "neither a numeric expires_in",
+            ),
             (b"<html>", "not the expected JSON"),
         ] {
-            let err = decode_success("WorkloadIdentityCredential", body).unwrap_err().to_string();
-            assert!(err.contains(want) && err.contains("WorkloadIdentityCredential"), "{err}");
+            let err = decode_success("WorkloadIdentityCredential", body)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(want) && err.contains("WorkloadIdentityCredential"),
+                "{err}"
+            );
         }
     }
 
@@ -175,7 +206,10 @@ mod tests {
         assert_eq!(e.status, Some(400));
         assert_eq!(e.code.as_deref(), Some("invalid_client"));
         assert_eq!(e.error_codes, vec![70021]);
-        assert_eq!(e.message, "AADSTS70021: No matching federated identity record found.");
+        assert_eq!(
+            e.message,
+            "AADSTS70021: No matching federated identity record found."
+        );
         let other = decode_failure("c", 502, b"bad gateway");
         assert!(other.message.contains("bad gateway"));
     }

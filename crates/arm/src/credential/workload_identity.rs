@@ -39,7 +39,14 @@ impl WorkloadIdentityCredential {
         client_id: ClientId,
         token_file: impl Into<PathBuf>,
     ) -> Result<Self> {
-        Self::with_options(authority_host, tenant, client_id, token_file, &HttpOptions::default(), RetryPolicy::default())
+        Self::with_options(
+            authority_host,
+            tenant,
+            client_id,
+            token_file,
+            &HttpOptions::default(),
+            RetryPolicy::default(),
+        )
     }
 
     /// Like [`new`](Self::new), with transport options and a retry policy for the token endpoint.
@@ -70,7 +77,9 @@ impl WorkloadIdentityCredential {
 
     fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let required = |name: &'static str| {
-            lookup(name).filter(|v| !v.trim().is_empty()).ok_or_else(|| Error::config(name, "the variable is not set"))
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| Error::config(name, "the variable is not set"))
         };
         let tenant = TenantId::parse(required(env::AZURE_TENANT_ID)?.trim())
             .map_err(|e| Error::config(env::AZURE_TENANT_ID, e.to_string()))?;
@@ -92,11 +101,17 @@ impl WorkloadIdentityCredential {
     async fn assertion(&self) -> Result<String> {
         let file = self.token_file.display();
         let text = tokio::fs::read_to_string(&self.token_file).await.map_err(|e| {
-            CredentialError::local(NAME, format!("could not read the federated token file {file}: {e}")).with_source(e)
+            CredentialError::local(
+                NAME,
+                format!("could not read the federated token file {file}: {e}"),
+            )
+            .with_source(e)
         })?;
         let token = text.trim();
         if token.is_empty() {
-            return Err(CredentialError::local(NAME, format!("the federated token file {file} is empty")).into());
+            return Err(
+                CredentialError::local(NAME, format!("the federated token file {file} is empty")).into(),
+            );
         }
         Ok(token.to_owned())
     }
@@ -141,7 +156,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -150,12 +168,18 @@ mod tests {
         let ok = WorkloadIdentityCredential::from_lookup(lookup(&[
             ("AZURE_TENANT_ID", "11111111-1111-1111-1111-111111111111"),
             ("AZURE_CLIENT_ID", "22222222-2222-2222-2222-222222222222"),
-            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "/var/run/secrets/azure/tokens/azure-identity-token",
+            ),
             ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us/"),
         ]))
         .unwrap();
         assert_eq!(ok.token_url.host_str(), Some("login.microsoftonline.us"));
-        assert_eq!(ok.token_file(), Path::new("/var/run/secrets/azure/tokens/azure-identity-token"));
+        assert_eq!(
+            ok.token_file(),
+            Path::new("/var/run/secrets/azure/tokens/azure-identity-token")
+        );
 
         let missing = WorkloadIdentityCredential::from_lookup(lookup(&[(
             "AZURE_TENANT_ID",
@@ -172,7 +196,10 @@ mod tests {
         ]))
         .unwrap_err()
         .to_string();
-        assert!(bad.contains("AZURE_TENANT_ID") && bad.contains("contoso"), "{bad}");
+        assert!(
+            bad.contains("AZURE_TENANT_ID") && bad.contains("contoso"),
+            "{bad}"
+        );
     }
 
     #[tokio::test]
