@@ -269,7 +269,8 @@ impl Inner {
                 )));
             }
         };
-        if req.assertion.is_empty() {
+        let assertion = req.assertion.trim();
+        if assertion.is_empty() {
             return Err(ExchangeError::invalid_request(
                 "the request has no client_assertion",
             ));
@@ -281,7 +282,7 @@ impl Inner {
             ));
         }
 
-        let identity = self.authn.authenticate(&req.assertion).await?;
+        let identity = self.authn.authenticate(assertion).await?;
         let target = match self.index.lookup(&client_id) {
             BindingLookup::Served(target) => target,
             BindingLookup::Unbound => {

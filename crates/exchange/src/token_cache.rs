@@ -24,8 +24,9 @@ pub struct TokenCacheConfig {
     /// Refresh point as a fraction of the token's lifetime, drawn uniformly from this range per
     /// token so that tokens fetched together are not refreshed together (default 0.8–0.9).
     pub refresh_fraction: (f64, f64),
-    /// A cached token with less than this left is fetched anew before answering (default 2 min);
-    /// if Entra is unavailable it is still served until it expires.
+    /// A cached token with less than this left (and past its refresh point) is fetched anew
+    /// before answering (default 2 min); if Entra is unavailable it is still served until it
+    /// expires.
     pub min_remaining: Duration,
     /// After a failed background refresh, wait this long before trying again (default 30 s).
     pub refresh_retry: Duration,
@@ -55,22 +56,28 @@ pub struct CacheKey {
 #[derive(Clone)]
 struct Cached {
     access_token: String,
+    /// Served without asking upstream until then.
+    fresh_until: SystemTime,
     expires_at: SystemTime,
     ext_expires_at: SystemTime,
     refresh_at: SystemTime,
 }
 
 impl Cached {
-    fn from_entra(token: &EntraToken, now: SystemTime, (lo, hi): (f64, f64)) -> Self {
+    fn from_entra(token: &EntraToken, now: SystemTime, (lo, hi): (f64, f64), min_remaining: Duration) -> Self {
         let lifetime = Duration::from_secs(token.expires_in);
         let fraction = if hi > lo { rand::random_range(lo..hi) } else { lo };
         let mut refresh_at = now + lifetime.mul_f64(fraction.clamp(0.0, 1.0));
         if let Some(hint) = token.refresh_in {
             refresh_at = refresh_at.min(now + Duration::from_secs(hint));
         }
+        let expires_at = now + lifetime;
+        // A token shorter-lived than `min_remaining` is still served until its refresh point.
+        let fresh_until = expires_at.checked_sub(min_remaining).map_or(refresh_at, |t| t.max(refresh_at));
         Self {
             access_token: token.access_token.clone(),
-            expires_at: now + lifetime,
+            fresh_until,
+            expires_at,
             ext_expires_at: now + Duration::from_secs(token.ext_expires_in.max(token.expires_in)),
             refresh_at,
         }
@@ -193,7 +200,7 @@ impl TokenCache {
             let mut fetch = Some(fetch);
             if let Some(slot) = state.slots.get(&key)
                 && let Some(cached) = &slot.cached
-                && cached.expires_at > now + self.config.min_remaining
+                && now < cached.fresh_until
             {
                 let cached = Arc::clone(cached);
                 let refresh = now >= cached.refresh_at
@@ -260,7 +267,7 @@ impl TokenCache {
             let current = state.epoch(&k.client_id) == epoch;
             let outcome = match result {
                 Ok(token) => {
-                    let cached = Arc::new(Cached::from_entra(&token, now, config.refresh_fraction));
+                    let cached = Arc::new(Cached::from_entra(&token, now, config.refresh_fraction, config.min_remaining));
                     if current && let Some(slot) = state.slots.get_mut(&k) {
                         slot.cached = Some(Arc::clone(&cached));
                         slot.refresh_not_before = None;
@@ -511,6 +518,20 @@ mod tests {
         up.down.store(false, Ordering::SeqCst);
         let (r, l) = cache.get(key("a"), || up.fetch(1000)).await;
         assert_eq!((r.unwrap().expires_in, l), (1000, TokenLookup::Miss));
+    }
+
+    #[tokio::test]
+    async fn short_lived_tokens_are_served_until_their_refresh_point() {
+        let clock = ManualClock::starting_now();
+        let cache = cache(&clock, TokenCacheConfig { refresh_fraction: (0.5, 0.5), ..Default::default() });
+        let up = Upstream::new();
+        cache.get(key("s"), || up.fetch(60)).await.0.unwrap();
+        clock.advance(Duration::from_secs(29));
+        let (r, l) = cache.get(key("s"), || up.fetch(60)).await;
+        assert_eq!((r.unwrap().expires_in, l), (31, TokenLookup::Hit));
+        clock.advance(Duration::from_secs(1));
+        let (r, l) = cache.get(key("s"), || up.fetch(60)).await;
+        assert_eq!((r.unwrap().access_token.as_str(), l), ("t2", TokenLookup::Miss));
     }
 
     #[tokio::test]
