@@ -261,7 +261,11 @@ async fn bearer_tokens_against_azurite_over_https() {
             .iter()
             .all(|s| s == "https://storage.azure.com/.default")
     );
-    assert_eq!(credential.scopes.lock().unwrap().len(), 3, "one token per request");
+    assert_eq!(
+        credential.scopes.lock().unwrap().len(),
+        3,
+        "one token per request"
+    );
 
     // Azurite really checks the token: one for another audience is refused.
     let wrong = Arc::new(FakeEntraCredential {
