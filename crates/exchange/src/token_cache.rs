@@ -64,7 +64,12 @@ struct Cached {
 }
 
 impl Cached {
-    fn from_entra(token: &EntraToken, now: SystemTime, (lo, hi): (f64, f64), min_remaining: Duration) -> Self {
+    fn from_entra(
+        token: &EntraToken,
+        now: SystemTime,
+        (lo, hi): (f64, f64),
+        min_remaining: Duration,
+    ) -> Self {
         let lifetime = Duration::from_secs(token.expires_in);
         let fraction = if hi > lo { rand::random_range(lo..hi) } else { lo };
         let mut refresh_at = now + lifetime.mul_f64(fraction.clamp(0.0, 1.0));
@@ -73,7 +78,9 @@ impl Cached {
         }
         let expires_at = now + lifetime;
         // A token shorter-lived than `min_remaining` is still served until its refresh point.
-        let fresh_until = expires_at.checked_sub(min_remaining).map_or(refresh_at, |t| t.max(refresh_at));
+        let fresh_until = expires_at
+            .checked_sub(min_remaining)
+            .map_or(refresh_at, |t| t.max(refresh_at));
         Self {
             access_token: token.access_token.clone(),
             fresh_until,
@@ -267,7 +274,12 @@ impl TokenCache {
             let current = state.epoch(&k.client_id) == epoch;
             let outcome = match result {
                 Ok(token) => {
-                    let cached = Arc::new(Cached::from_entra(&token, now, config.refresh_fraction, config.min_remaining));
+                    let cached = Arc::new(Cached::from_entra(
+                        &token,
+                        now,
+                        config.refresh_fraction,
+                        config.min_remaining,
+                    ));
                     if current && let Some(slot) = state.slots.get_mut(&k) {
                         slot.cached = Some(Arc::clone(&cached));
                         slot.refresh_not_before = None;
@@ -523,7 +535,13 @@ mod tests {
     #[tokio::test]
     async fn short_lived_tokens_are_served_until_their_refresh_point() {
         let clock = ManualClock::starting_now();
-        let cache = cache(&clock, TokenCacheConfig { refresh_fraction: (0.5, 0.5), ..Default::default() });
+        let cache = cache(
+            &clock,
+            TokenCacheConfig {
+                refresh_fraction: (0.5, 0.5),
+                ..Default::default()
+            },
+        );
         let up = Upstream::new();
         cache.get(key("s"), || up.fetch(60)).await.0.unwrap();
         clock.advance(Duration::from_secs(29));

@@ -17,7 +17,7 @@ use idbind_model::{AllowedSubject, DEFAULT_SA_TOKEN_AUDIENCE, IdentityBinding};
 use idbind_testkit::auth::{ObjectRef, TokenBinding};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, DeleteParams};
-use support::{INTRUDER, NS, SA, SCOPE, World, eventually};
+use support::{INTRUDER, NS, Options, SA, SCOPE, World, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_service_account_gets_a_token_of_the_identity() {
@@ -537,4 +537,38 @@ async fn deleting_the_binding_drops_its_tokens_and_refuses_requests() {
     );
     assert_eq!(world.entra_calls(), calls);
     assert!(world.exchanger.readiness().is_ready());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_authority_is_trusted_through_extra_roots() {
+    let world = World::start_with(Options {
+        entra_tls: true,
+        trust_entra_ca: true,
+        ..Options::default()
+    })
+    .await;
+    assert!(world.azure.base_url().starts_with("https://"));
+    let token = world.app_token().await;
+    let response = world.exchanger.exchange(world.request(&token)).await.unwrap();
+    assert_eq!(
+        world.verify(&response).await["appid"],
+        world.bound.identity.client_id.to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_https_authority_is_unavailable() {
+    let world = World::start_with(Options {
+        entra_tls: true,
+        ..Options::default()
+    })
+    .await;
+    let token = world.app_token().await;
+    let err = world.exchanger.exchange(world.request(&token)).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert_eq!(
+        world.azure.counters().total(Route::EntraToken),
+        0,
+        "no request got through"
+    );
 }

@@ -37,6 +37,7 @@ async fn key_files_replaced_while_a_client_loops_fail_no_request() {
     let world = Arc::new(
         World::start_with(Options {
             key_reload_interval: Duration::from_millis(10),
+            ..Options::default()
         })
         .await,
     );

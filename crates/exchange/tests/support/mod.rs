@@ -89,16 +89,23 @@ pub struct World {
     pub exchanger: Exchanger,
     pub registry: Registry,
     pub bound: Bound,
+    pub entra_ca: Option<String>,
 }
 
 pub struct Options {
     pub key_reload_interval: Duration,
+    /// Serve Entra over HTTPS with a test CA.
+    pub entra_tls: bool,
+    /// Give the exchanger that CA (as its only trust root).
+    pub trust_entra_ca: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             key_reload_interval: Duration::from_secs(3600),
+            entra_tls: false,
+            trust_entra_ca: false,
         }
     }
 }
@@ -145,12 +152,27 @@ impl World {
 
         // Entra tokens shorter than the SA tokens (3600 s), so moving the clock across a token's
         // lifetime keeps the SA token valid.
-        let azure = idbind_emulator::start(EmulatorConfig {
+        let mut azure_config = EmulatorConfig {
             token_lifetime: ENTRA_TOKEN_LIFETIME,
             ..Default::default()
-        })
-        .await
-        .unwrap();
+        };
+        let mut entra_ca = None;
+        if options.entra_tls {
+            let ca = idbind_tls::CertificateAuthority::generate("entra test CA", Duration::from_secs(3600))
+                .unwrap();
+            let leaf = ca
+                .issue_server_cert(
+                    &["localhost".into()],
+                    &["127.0.0.1".parse().unwrap()],
+                    Duration::from_secs(3600),
+                )
+                .unwrap();
+            azure_config.tls = Some(Arc::new(
+                idbind_tls::server_config(&leaf.cert_pem, &leaf.key_pem).unwrap(),
+            ));
+            entra_ca = Some(ca.cert_pem().to_owned());
+        }
+        let azure = idbind_emulator::start(azure_config).await.unwrap();
 
         // The issuer: a directory store served over HTTP on loopback.
         let issuer_dir = tempfile::tempdir().unwrap();
@@ -176,6 +198,10 @@ impl World {
         config.key_reload_interval = options.key_reload_interval;
         config.entra.backoff_base = Duration::from_millis(5);
         config.entra.backoff_max = Duration::from_millis(20);
+        if options.trust_entra_ca {
+            config.entra.extra_roots_pem = entra_ca.clone().map(String::into_bytes);
+            config.entra.only_extra_roots = true;
+        }
         let exchanger = Exchanger::start(counting_client(&kube, &calls), config, &mut registry).unwrap();
 
         let mut world = Self {
@@ -197,6 +223,7 @@ impl World {
                 binding_name: String::new(),
                 issuer: String::new(),
             },
+            entra_ca,
         };
         world.bound = world
             .bind(
@@ -346,7 +373,15 @@ impl World {
 
     /// Checks an access token against the Azure emulator's JWKS and returns its claims.
     pub async fn verify(&self, response: &TokenResponse) -> serde_json::Value {
-        let jwks: jsonwebtoken::jwk::JwkSet = reqwest::get(self.azure.jwks_url())
+        let mut http = reqwest::Client::builder();
+        if let Some(ca) = &self.entra_ca {
+            http = http.tls_certs_only(reqwest::Certificate::from_pem_bundle(ca.as_bytes()).unwrap());
+        }
+        let jwks: jsonwebtoken::jwk::JwkSet = http
+            .build()
+            .unwrap()
+            .get(self.azure.jwks_url())
+            .send()
             .await
             .unwrap()
             .json()
