@@ -246,10 +246,8 @@ impl EntraClient {
         req: TokenRequest<'_>,
         mint: &(dyn Fn() -> Result<MintedAssertion, ExchangeError> + Send + Sync),
     ) -> Result<EntraToken, ExchangeError> {
-        self.metrics.upstream_in_flight.inc();
-        let result = self.attempts(req, mint).await;
-        self.metrics.upstream_in_flight.dec();
-        result
+        let _in_flight = InFlight::new(&self.metrics);
+        self.attempts(req, mint).await
     }
 
     async fn attempts(
@@ -442,6 +440,22 @@ impl EntraClient {
                 code: code.map(|c| c.to_string()).unwrap_or_default(),
             })
             .inc();
+    }
+}
+
+/// Counts an exchange in `upstream_in_flight` while alive, also if its future is dropped.
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.upstream_in_flight.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.upstream_in_flight.dec();
     }
 }
 
