@@ -39,6 +39,12 @@ pub struct Args {
     /// Admin port.
     #[command(flatten)]
     pub admin: AdminArgs,
+    /// Proxy TLS (CA, serving certificate, trust bundle).
+    #[command(flatten)]
+    pub proxy_tls: crate::certs::args::ProxyTlsArgs,
+    /// Admission webhook.
+    #[command(flatten)]
+    pub webhook: crate::webhook::args::WebhookArgs,
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,

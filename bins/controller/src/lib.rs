@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod args;
 pub mod azure;
+pub mod certs;
 pub mod clock;
 mod duration;
 mod error;
@@ -19,6 +20,7 @@ pub mod runtime;
 mod serve;
 pub mod setup;
 pub mod status;
+pub mod webhook;
 
 pub use duration::parse_duration;
 pub use error::{Error, Result};

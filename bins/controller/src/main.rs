@@ -10,7 +10,10 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(&args)?;
-    let running = RuntimeBuilder::new(args).start().await.context("starting idbind-controller")?;
+    let builder = idbind_controller::webhook::install(RuntimeBuilder::new(args.clone()), &args)
+        .await
+        .context("setting up the admission webhook and certificates")?;
+    let running = builder.start().await.context("starting idbind-controller")?;
     let token = running.shutdown_token();
     tokio::spawn(async move {
         shutdown_signal().await;

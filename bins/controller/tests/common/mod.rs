@@ -98,6 +98,7 @@ impl World {
         let store = format!("dir:{}", self.issuer_dir.path().display());
         let tenant = sp.tenant_id.to_string();
         let client = sp.client_id.to_string();
+        let secret = format!("--azure-client-secret={}", sp.client_secret);
         let mut argv: Vec<String> = [
             "idbind-controller",
             "--cluster-name",
@@ -114,8 +115,7 @@ impl World {
             &tenant,
             "--azure-client-id",
             &client,
-            "--azure-client-secret",
-            &sp.client_secret,
+            &secret,
             "--issuer-base-url",
             &self.issuer_base,
             "--issuer-store",
