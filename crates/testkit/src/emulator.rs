@@ -141,6 +141,7 @@ impl KubeEmulatorBuilder {
             shutdown: shutdown.clone(),
             settings: Settings { bookmark_interval: self.bookmark_interval, server_address },
             admission: MutatingAdmission::with_services(services.clone()),
+            watches: parking_lot::Mutex::new(shutdown.child_token()),
         });
         let (dir, kubeconfig_path) = match self.kubeconfig_path {
             Some(path) => (None, path),
@@ -158,6 +159,7 @@ impl KubeEmulatorBuilder {
             &kubeconfig_path,
             &kubeconfig::render(&base_url, ca_pem.as_deref(), "admin", &admin_token, "default"),
         )?;
+        let state_handle = state.clone();
         let task = tokio::spawn(server::serve(listener, tls_config, server::router(state), shutdown.clone()));
         tracing::info!(%base_url, "Kubernetes API emulator started");
         Ok(KubeEmulator {
@@ -171,6 +173,7 @@ impl KubeEmulatorBuilder {
             cluster,
             access,
             services,
+            state: state_handle,
             shutdown,
             task,
         })
@@ -222,6 +225,7 @@ pub struct KubeEmulator {
     cluster: Arc<Cluster>,
     access: Arc<Access>,
     services: Arc<ServiceMap>,
+    state: Arc<ServerState>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -345,6 +349,12 @@ impl KubeEmulator {
     /// Forgets the watch history: watches resuming from any earlier resourceVersion get 410 Gone.
     pub fn compact_history(&self) {
         self.cluster.compact();
+    }
+
+    /// Ends every open watch now (as an API server restart or a load balancer would); clients
+    /// resume from their last resourceVersion, or relist after 410 Gone.
+    pub fn disconnect_watches(&self) {
+        self.state.disconnect_watches();
     }
 
     /// Changes how many changes are kept for watches.

@@ -337,7 +337,7 @@ async fn resource(
                 timeout,
                 opts.bookmarks,
                 state.settings.bookmark_interval,
-                state.shutdown.clone(),
+                state.watch_token(),
             ))
         }
         "create" => {

@@ -40,6 +40,22 @@ pub struct ServerState {
     pub settings: Settings,
     /// Mutating admission (MutatingWebhookConfigurations) of pod creates.
     pub admission: crate::admission::MutatingAdmission,
+    /// Cancelled (and replaced) to end every open watch.
+    pub watches: parking_lot::Mutex<CancellationToken>,
+}
+
+impl ServerState {
+    /// A token that ends a watch when the server stops or watches are disconnected.
+    pub fn watch_token(&self) -> CancellationToken {
+        self.watches.lock().clone()
+    }
+
+    /// Ends every open watch (clients resume from their last resourceVersion).
+    pub fn disconnect_watches(&self) {
+        let mut current = self.watches.lock();
+        current.cancel();
+        *current = self.shutdown.child_token();
+    }
 }
 
 /// The axum application.
