@@ -47,10 +47,6 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
-
-    /// Registering metrics failed.
-    #[error("registering metrics: {0}")]
-    Metrics(String),
 }
 
 /// Why an exchange was refused: the outcome label of the exchange metrics, and what tests check.

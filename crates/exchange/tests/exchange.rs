@@ -303,7 +303,10 @@ async fn two_hundred_concurrent_cold_requests_make_one_entra_call() {
     assert_eq!(m.token_cache_entries.get(), 1);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &world.registry).unwrap();
-    assert!(text.contains("upstream_request_duration_seconds_count 1\n"), "{text}");
+    assert!(
+        text.contains("upstream_request_duration_seconds_count 1\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
