@@ -35,6 +35,39 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Against the idbind emulator (the same code runs against Azure with [`CloudConfig::public`]):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use idbind_arm::{ArmClient, ClientSecretCredential, CloudConfig, FicProperties, RetryPolicy, PUBLIC_ARM_SCOPE};
+//! use idbind_model::{IdentityResourceId, ENTRA_FIC_AUDIENCE};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let emulator = idbind_emulator::start(Default::default()).await?;
+//! let sp = emulator.default_principal();
+//! let cloud = CloudConfig::custom(emulator.base_url(), emulator.base_url(), PUBLIC_ARM_SCOPE)?;
+//! let credential =
+//!     ClientSecretCredential::new(&cloud.authority_host, sp.tenant_id, sp.client_id, sp.client_secret)?;
+//! let arm = ArmClient::new(cloud, Arc::new(credential), RetryPolicy::default())?;
+//!
+//! let id = IdentityResourceId::new(&emulator.default_subscription(), "rg", "payments")?;
+//! let identity = arm.create_identity(&id, "westeurope").await?;
+//! assert_eq!(arm.get_identity(&id).await?.client_id, identity.client_id);
+//!
+//! let properties = FicProperties {
+//!     issuer: "https://issuer.example.com/tenant/client".into(),
+//!     subject: id.to_lowercase(),
+//!     audiences: vec![ENTRA_FIC_AUDIENCE.into()],
+//! };
+//! arm.put_fic(&id, "idbind", &properties).await?;
+//! assert_eq!(arm.list_fics(&id).await?.len(), 1);
+//! assert!(arm.delete_fic(&id, "idbind").await?);
+//! assert!(arm.get_fic(&id, "idbind").await?.is_none());
+//! # Ok(())
+//! # }
+//! ```
 
 mod client;
 mod cloud;

@@ -10,26 +10,36 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use idbind_arm::{ArmClient, CloudConfig, RetryPolicy, StaticTokenCredential, PUBLIC_ARM_SCOPE};
-//! use idbind_fic::FicManager;
-//! use idbind_model::{ClientId, FicSpec, IdentityResourceId, IssuerBaseUrl, TenantId, DEFAULT_FIC_NAME};
+//! use idbind_arm::{ArmClient, ClientSecretCredential, CloudConfig, RetryPolicy, PUBLIC_ARM_SCOPE};
+//! use idbind_fic::{EnsureOutcome, FicManager, GcOutcome};
+//! use idbind_model::{FicSpec, IssuerBaseUrl, DEFAULT_FIC_NAME};
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let cloud = CloudConfig::custom("http://127.0.0.1:8080", "http://127.0.0.1:8080", PUBLIC_ARM_SCOPE)?;
-//! let arm = ArmClient::new(cloud, Arc::new(StaticTokenCredential::new("token")), RetryPolicy::default())?;
-//! let manager = FicManager::new(arm);
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The idbind emulator stands in for Azure; against Azure use CloudConfig::public().
+//! let emulator = idbind_emulator::start(Default::default()).await?;
+//! let identity = emulator.create_identity(&emulator.default_subscription(), "rg", "payments")?;
+//! let sp = emulator.default_principal();
+//! let cloud = CloudConfig::custom(emulator.base_url(), emulator.base_url(), PUBLIC_ARM_SCOPE)?;
+//! let credential =
+//!     ClientSecretCredential::new(&cloud.authority_host, sp.tenant_id, sp.client_id, sp.client_secret)?;
+//! let manager = FicManager::new(ArmClient::new(cloud, Arc::new(credential), RetryPolicy::default())?);
 //!
-//! let identity = IdentityResourceId::new("00000000-0000-0000-0000-000000000001", "rg", "payments")?;
 //! let spec = FicSpec::derive(
 //!     DEFAULT_FIC_NAME,
 //!     &IssuerBaseUrl::parse("https://issuer.example.com")?,
-//!     &identity,
-//!     &TenantId::parse("11111111-1111-1111-1111-111111111111")?,
-//!     &ClientId::parse("22222222-2222-2222-2222-222222222222")?,
+//!     &identity.resource_id,
+//!     &identity.tenant_id,
+//!     &identity.client_id,
 //! )?;
-//! assert_eq!(spec.subject, identity.to_lowercase());
-//! // manager.ensure(&identity, &spec).await? returns the credential and how it was found.
-//! # let _ = (manager, spec);
+//! let ensured = manager.ensure(&identity.resource_id, &spec).await?;
+//! assert_eq!((ensured.outcome, ensured.fic.name.as_str()), (EnsureOutcome::Created, "idbind"));
+//! // Idempotent: the second call finds it.
+//! assert_eq!(manager.ensure(&identity.resource_id, &spec).await?.outcome, EnsureOutcome::Present);
+//!
+//! // Opt-in GC: the caller decides whether any cluster key is left in the identity's JWKS.
+//! let gc = manager.delete_if_unused(&identity.resource_id, &spec, || async { Ok(true) }).await?;
+//! assert_eq!(gc, GcOutcome::Deleted { name: "idbind".into() });
 //! # Ok(())
 //! # }
 //! ```
