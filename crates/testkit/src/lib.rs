@@ -32,7 +32,9 @@
 //! # Simplifications (what differs from kube-apiserver)
 //!
 //! - **Storage**: one version per kind is stored; CRD versions convert with strategy `None`
-//!   (only `apiVersion` changes). No protobuf, no CBOR: JSON (and YAML request bodies) only.
+//!   (only `apiVersion` changes). Responses are JSON only; request bodies may be JSON, YAML, or
+//!   protobuf for the kinds kubectl's typed clients send (config maps, secrets, namespaces,
+//!   service accounts, RBAC kinds, token requests and reviews, access reviews). No CBOR.
 //! - **Lists**: `limit`/`continue` paginate over the current state; every page reports the first
 //!   page's resourceVersion (so a watch from it replays what changed meanwhile). A continue token
 //!   or `resourceVersionMatch=Exact` older than the retained history gets 410 Expired;
@@ -86,6 +88,7 @@ mod kubeconfig;
 mod meta;
 mod openapi;
 mod patch;
+mod protobuf;
 mod registry;
 mod schema;
 mod selectors;

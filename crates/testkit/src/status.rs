@@ -191,6 +191,12 @@ impl ApiError {
         .with_details(json!({ "causes": [{ "reason": "UnexpectedHeader", "message": content_type, "field": "Content-Type" }] }))
     }
 
+    /// The same error with another message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     /// 500 InternalError.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)

@@ -83,6 +83,10 @@ fn parse_value(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
+    if content_type.starts_with(crate::protobuf::MEDIA_TYPE) {
+        return crate::protobuf::decode(bytes)
+            .map_err(|e| ApiError::unsupported_media_type(content_type, &["application/json", "application/yaml"]).with_message(e));
+    }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(v) => Ok(v),
         Err(json_err) => {
