@@ -171,7 +171,7 @@ impl ArmClient {
     }
 
     /// Reads a user-assigned identity: its client, principal and tenant ids.
-    #[tracing::instrument(name = "arm", skip(self), fields(op = "get_identity", resource = %id, request_id = Empty))]
+    #[tracing::instrument(name = "arm", skip_all, fields(op = "get_identity", resource = %id, request_id = Empty))]
     pub async fn get_identity(&self, id: &IdentityResourceId) -> Result<Identity> {
         let url = self.resource_url(id.as_str(), self.api_version())?;
         let response = self.send("get_identity", Method::GET, &url, None).await?;
@@ -180,7 +180,7 @@ impl ArmClient {
     }
 
     /// Creates (or updates) a user-assigned identity in `location` (tests and the sandbox).
-    #[tracing::instrument(name = "arm", skip(self), fields(op = "create_identity", resource = %id, request_id = Empty))]
+    #[tracing::instrument(name = "arm", skip_all, fields(op = "create_identity", resource = %id, request_id = Empty))]
     pub async fn create_identity(&self, id: &IdentityResourceId, location: &str) -> Result<Identity> {
         let body = json!({ "location": location, "properties": {} });
         let value = self
@@ -191,7 +191,7 @@ impl ArmClient {
     }
 
     /// Lists every federated identity credential of an identity, following `nextLink` pages.
-    #[tracing::instrument(name = "arm", skip(self), fields(op = "list_fics", resource = %id, request_id = Empty))]
+    #[tracing::instrument(name = "arm", skip_all, fields(op = "list_fics", resource = %id, request_id = Empty))]
     pub async fn list_fics(&self, id: &IdentityResourceId) -> Result<Vec<FederatedCredential>> {
         let mut url = self.resource_url(&format!("{id}/federatedIdentityCredentials"), self.api_version())?;
         if let Some(top) = self.inner.options.page_size {
@@ -230,7 +230,7 @@ impl ArmClient {
 
     /// Reads one federated identity credential; `None` if the identity has none of that name.
     /// A missing identity is an error (404 whose message names the parent).
-    #[tracing::instrument(name = "arm", skip(self), fields(op = "get_fic", resource = %id, request_id = Empty))]
+    #[tracing::instrument(name = "arm", skip_all, fields(op = "get_fic", resource = %id, fic = name, request_id = Empty))]
     pub async fn get_fic(&self, id: &IdentityResourceId, name: &str) -> Result<Option<FederatedCredential>> {
         let url = self.resource_url(&fic_path(id, name)?, self.api_version())?;
         match self.send("get_fic", Method::GET, &url, None).await {
@@ -246,7 +246,7 @@ impl ArmClient {
     }
 
     /// Creates or replaces a federated identity credential.
-    #[tracing::instrument(name = "arm", skip(self, properties), fields(op = "put_fic", resource = %id, name, request_id = Empty))]
+    #[tracing::instrument(name = "arm", skip_all, fields(op = "put_fic", resource = %id, fic = name, request_id = Empty))]
     pub async fn put_fic(
         &self,
         id: &IdentityResourceId,
@@ -261,7 +261,7 @@ impl ArmClient {
     }
 
     /// Deletes a federated identity credential; `false` if it did not exist.
-    #[tracing::instrument(name = "arm", skip(self), fields(op = "delete_fic", resource = %id, name, request_id = Empty))]
+    #[tracing::instrument(name = "arm", skip_all, fields(op = "delete_fic", resource = %id, fic = name, request_id = Empty))]
     pub async fn delete_fic(&self, id: &IdentityResourceId, name: &str) -> Result<bool> {
         let path = fic_path(id, name)?;
         self.delete_path("delete_fic", &path, self.api_version()).await
@@ -269,7 +269,7 @@ impl ArmClient {
 
     /// Creates or replaces any ARM resource with a JSON body, waiting for a long-running operation
     /// (201/202 with `Azure-AsyncOperation` or `Location`) to finish; returns the final resource.
-    #[tracing::instrument(name = "arm", skip(self, body), fields(op = "put_resource", resource = %id, request_id = Empty))]
+    #[tracing::instrument(name = "arm", skip_all, fields(op = "put_resource", resource = %id, request_id = Empty))]
     pub async fn put_resource(&self, id: &ArmResourceId, api_version: &str, body: &Value) -> Result<Value> {
         self.put_json("put_resource", id.as_str(), api_version, body)
             .await
@@ -277,14 +277,14 @@ impl ArmClient {
 
     /// Deletes any ARM resource, waiting for a long-running operation to finish; `false` if it
     /// did not exist (204 or 404).
-    #[tracing::instrument(name = "arm", skip(self), fields(op = "delete_resource", resource = %id, request_id = Empty))]
+    #[tracing::instrument(name = "arm", skip_all, fields(op = "delete_resource", resource = %id, request_id = Empty))]
     pub async fn delete_resource(&self, id: &ArmResourceId, api_version: &str) -> Result<bool> {
         self.delete_path("delete_resource", id.as_str(), api_version)
             .await
     }
 
     /// Reads any ARM resource as JSON; `None` on 404.
-    #[tracing::instrument(name = "arm", skip(self), fields(op = "get_resource", resource = %id, request_id = Empty))]
+    #[tracing::instrument(name = "arm", skip_all, fields(op = "get_resource", resource = %id, request_id = Empty))]
     pub async fn get_resource(&self, id: &ArmResourceId, api_version: &str) -> Result<Option<Value>> {
         let url = self.resource_url(id.as_str(), api_version)?;
         match self.send("get_resource", Method::GET, &url, None).await {
@@ -430,7 +430,7 @@ impl ArmClient {
             body,
         };
         let request_id = raw.request_id().unwrap_or_default();
-        tracing::Span::current().record("request_id", request_id);
+        tracing::Span::current().record("request_id", tracing::field::display(request_id));
         tracing::debug!(operation, attempt, %method, url = %display_url(url), status, request_id, client_request_id, "ARM answered");
         if (200..300).contains(&status) {
             return Ok(raw);

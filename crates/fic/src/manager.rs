@@ -108,7 +108,7 @@ impl FicManager {
     /// `spec.name`, unless that name is taken by a different credential ([`Error::NameTaken`]) or
     /// the identity already has the maximum number of credentials ([`Error::LimitReached`], listing
     /// them; no write is attempted).
-    #[tracing::instrument(name = "fic_ensure", skip(self, spec), fields(identity = %identity, fic = %spec.name))]
+    #[tracing::instrument(name = "fic_ensure", skip_all, fields(identity = %identity, fic = %spec.name))]
     pub async fn ensure(&self, identity: &IdentityResourceId, spec: &FicSpec) -> Result<Ensured> {
         validate_fic_name(&spec.name)?;
         let _guard = self.locks.lock(identity.as_str()).await;
@@ -201,7 +201,7 @@ impl FicManager {
     /// Another cluster binding the identity between the check and the deletion loses the
     /// credential; its controller's next reconcile (which calls [`ensure`](Self::ensure)) creates it
     /// again.
-    #[tracing::instrument(name = "fic_gc", skip(self, spec, unused), fields(identity = %identity, fic = %spec.name))]
+    #[tracing::instrument(name = "fic_gc", skip_all, fields(identity = %identity, fic = %spec.name))]
     pub async fn delete_if_unused<F, Fut>(
         &self,
         identity: &IdentityResourceId,
