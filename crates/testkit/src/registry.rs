@@ -53,7 +53,8 @@ pub struct PrinterColumn {
     pub description: String,
     /// Priority (0 is shown by default, higher only with `-o wide`).
     pub priority: i64,
-    /// Kubernetes JSONPath relative to the object.
+    /// Kubernetes JSONPath relative to the object, or a computed column of a built-in kind
+    /// (`#data`, `#secrets`, `#pod-ready`, `#pod-restarts`).
     pub json_path: String,
 }
 
@@ -184,17 +185,24 @@ pub fn builtins() -> Vec<ResourceType> {
     namespaces.columns = vec![PrinterColumn::builtin("Status", "string", ".status.phase", 0), age()];
     let mut serviceaccounts = b("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], false, false);
     serviceaccounts.extra_subresources.push(("token".into(), "TokenRequest".into(), vec!["create".into()]));
-    serviceaccounts.columns = vec![age()];
+    serviceaccounts.columns = vec![PrinterColumn::builtin("Secrets", "integer", "#secrets", 0), age()];
     let mut secrets = b("", "v1", "Secret", "secrets", true, &[], false, false);
-    secrets.columns = vec![PrinterColumn::builtin("Type", "string", ".type", 0), age()];
+    secrets.columns = vec![
+        PrinterColumn::builtin("Type", "string", ".type", 0),
+        PrinterColumn::builtin("Data", "integer", "#data", 0),
+        age(),
+    ];
     let mut configmaps = b("", "v1", "ConfigMap", "configmaps", true, &["cm"], false, false);
-    configmaps.columns = vec![age()];
+    configmaps.columns = vec![PrinterColumn::builtin("Data", "integer", "#data", 0), age()];
     let mut pods = b("", "v1", "Pod", "pods", true, &["po"], true, false);
     pods.categories = vec!["all".into()];
     pods.columns = vec![
+        PrinterColumn::builtin("Ready", "string", "#pod-ready", 0),
         PrinterColumn::builtin("Status", "string", ".status.phase", 0),
-        PrinterColumn::builtin("Service Account", "string", ".spec.serviceAccountName", 1),
+        PrinterColumn::builtin("Restarts", "string", "#pod-restarts", 0),
         age(),
+        PrinterColumn::builtin("IP", "string", ".status.podIP", 1),
+        PrinterColumn::builtin("Node", "string", ".spec.nodeName", 1),
     ];
     let mut services = b("", "v1", "Service", "services", true, &["svc"], true, false);
     services.categories = vec!["all".into()];

@@ -84,7 +84,29 @@ fn age_of(timestamp: &str) -> String {
     }
 }
 
+/// Columns the real server computes for built-in kinds.
+fn computed(name: &str, object: &Value) -> Value {
+    let count = |v: &Value| v.as_object().map(|m| m.len()).or_else(|| v.as_array().map(Vec::len)).unwrap_or(0);
+    match name {
+        "#data" => json!(count(&object["data"]) + count(&object["binaryData"])),
+        "#secrets" => json!(count(&object["secrets"])),
+        "#pod-ready" => {
+            let statuses = object["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let ready = statuses.iter().filter(|s| s["ready"].as_bool() == Some(true)).count();
+            json!(format!("{ready}/{}", count(&object["spec"]["containers"])))
+        }
+        "#pod-restarts" => {
+            let statuses = object["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            json!(statuses.iter().filter_map(|s| s["restartCount"].as_i64()).sum::<i64>().to_string())
+        }
+        _ => Value::Null,
+    }
+}
+
 fn cell(column: &PrinterColumn, object: &Value) -> Value {
+    if column.json_path.starts_with('#') {
+        return computed(&column.json_path, object);
+    }
     let found = jsonpath::evaluate(&column.json_path, object).unwrap_or_default();
     if found.is_empty() {
         return Value::Null;

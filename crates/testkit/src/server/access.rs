@@ -2,6 +2,7 @@
 //! admin token, static user tokens, service-account tokens) and the RBAC authorizer over the
 //! stored RBAC objects (rebuilt when they change).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use idbind_rbac::RbacSnapshot;
@@ -10,7 +11,7 @@ use serde_json::Value;
 
 use crate::auth::{
     AccessReviewer, BearerAuthenticator, ObjectInfo, ObjectKind, ObjectLookup, RequestAttributes,
-    ServiceAccountIssuer, UserInfo,
+    ResourceAttributes, ServiceAccountIssuer, UserInfo,
 };
 use crate::cluster::Cluster;
 use crate::registry::GroupResource;
@@ -66,6 +67,67 @@ impl Access {
             tracing::debug!(error = %e, "request not authenticated");
             ApiError::unauthorized()
         })
+    }
+
+    /// Applies `Impersonate-*` headers: the requester must be allowed to `impersonate` the user
+    /// (or service account), each group, the uid and each extra, as kube-apiserver checks.
+    pub fn impersonate(&self, cluster: &Cluster, requester: UserInfo, headers: &http::HeaderMap) -> Result<UserInfo, ApiError> {
+        let value = |v: &http::HeaderValue| v.to_str().map(str::to_string).map_err(|_| ApiError::bad_request("impersonation headers must be ASCII"));
+        let user = headers.get("impersonate-user").map(value).transpose()?;
+        let groups: Vec<String> = headers.get_all("impersonate-group").iter().map(value).collect::<Result<_, _>>()?;
+        let uid = headers.get("impersonate-uid").map(value).transpose()?;
+        let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, v) in headers {
+            if let Some(key) = name.as_str().strip_prefix("impersonate-extra-") {
+                extra.entry(key.to_string()).or_default().push(value(v)?);
+            }
+        }
+        let Some(username) = user else {
+            if !groups.is_empty() || uid.is_some() || !extra.is_empty() {
+                return Err(ApiError::internal("requested [impersonation of groups, uid or extra] without impersonating a user"));
+            }
+            return Ok(requester);
+        };
+        let mut checks = Vec::new();
+        let service_account = username
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(ns, name)| (ns.to_string(), name.to_string()));
+        match &service_account {
+            Some((ns, name)) => checks.push(ResourceAttributes::new("impersonate", "", "serviceaccounts").in_namespace(ns.clone()).named(name.clone())),
+            None => checks.push(ResourceAttributes::new("impersonate", "", "users").named(username.clone())),
+        }
+        for group in &groups {
+            checks.push(ResourceAttributes::new("impersonate", "", "groups").named(group.clone()));
+        }
+        if let Some(uid) = &uid {
+            checks.push(ResourceAttributes::new("impersonate", "authentication.k8s.io", "uids").named(uid.clone()));
+        }
+        for (key, values) in &extra {
+            for v in values {
+                checks.push(
+                    ResourceAttributes::new("impersonate", "authentication.k8s.io", "userextras")
+                        .with_subresource(key.clone())
+                        .named(v.clone()),
+                );
+            }
+        }
+        for check in checks {
+            self.authorize(cluster, &requester, &RequestAttributes::Resource(check))?;
+        }
+        let mut groups = groups;
+        if let Some((ns, _)) = &service_account
+            && groups.is_empty()
+        {
+            groups = vec!["system:serviceaccounts".to_string(), format!("system:serviceaccounts:{ns}")];
+        }
+        let mut user = UserInfo::new(username, groups);
+        if user.username != crate::auth::ANONYMOUS_USER {
+            user = user.with_authenticated_group();
+        }
+        user.uid = uid;
+        user.extra = extra;
+        Ok(user)
     }
 
     /// The authorizer over the current RBAC objects.

@@ -121,6 +121,7 @@ async fn dispatch(
     }
     let authorization = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let user = access.authenticate(&state.cluster, authorization)?;
+    let user = access.impersonate(&state.cluster, user, headers)?;
     let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if let Route::Resource(rp) = route {
