@@ -435,9 +435,9 @@ fn counting_client(kube: &KubeEmulator, calls: &KubeCalls) -> kube::Client {
         .build()
 }
 
-/// Polls `cond` until it holds (10 s at most).
+/// Polls `cond` until it holds (30 s at most, generous for loaded CI machines).
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !cond() {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -447,13 +447,13 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Polls an async condition until it holds (10 s at most).
+/// Polls an async condition until it holds (30 s at most).
 pub async fn eventually_async<F, Fut>(what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !cond().await {
         assert!(
             tokio::time::Instant::now() < deadline,
