@@ -70,7 +70,9 @@ pub struct ProxyTlsArgs {
 impl ProxyTlsArgs {
     /// The SNI name: `--sni-name`, or `<proxy-service>.<namespace>.svc`.
     pub fn sni_name(&self, namespace: &str) -> String {
-        self.sni_name.clone().unwrap_or_else(|| format!("{}.{namespace}.svc", self.proxy_service))
+        self.sni_name
+            .clone()
+            .unwrap_or_else(|| format!("{}.{namespace}.svc", self.proxy_service))
     }
 
     /// Names of the proxy serving certificate: the SNI name, the Service's DNS names and
@@ -86,7 +88,11 @@ impl ProxyTlsArgs {
         ];
         let (dns, ips) = split_names(&self.proxy_tls_extra_names, "--proxy-tls-extra-names")?;
         names.extend(dns);
-        Ok(Subject { ca_name: "idbind proxy CA".to_owned(), dns_names: dedup(names), ips })
+        Ok(Subject {
+            ca_name: "idbind proxy CA".to_owned(),
+            dns_names: dedup(names),
+            ips,
+        })
     }
 
     /// The rotation policy, validated.
@@ -109,12 +115,19 @@ pub fn split_names(names: &[String], flag: &str) -> Result<(Vec<String>, Vec<IpA
     let mut dns = Vec::new();
     let mut ips = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-        if let Ok(ip) = name.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        if let Ok(ip) = name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
             ips.push(ip);
         } else if rustls::pki_types::DnsName::try_from(name).is_ok() {
             dns.push(name.to_owned());
         } else {
-            return Err(Error::config(flag, format!("{name:?} is neither a DNS name nor an IP address")));
+            return Err(Error::config(
+                flag,
+                format!("{name:?} is neither a DNS name nor an IP address"),
+            ));
         }
     }
     Ok((dns, ips))

@@ -13,8 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Calls `on_change` with the Secret's `data` each time it is created or changed, until
 /// `shutdown`. A deleted Secret is not reported: whoever follows it keeps what it has.
-pub async fn follow_secret<F>(client: kube::Client, namespace: &str, name: &str, shutdown: CancellationToken, mut on_change: F)
-where
+pub async fn follow_secret<F>(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    shutdown: CancellationToken,
+    mut on_change: F,
+) where
     F: FnMut(&BTreeMap<String, Vec<u8>>) + Send,
 {
     let api: Api<Secret> = Api::namespaced(client, namespace);
@@ -70,12 +75,24 @@ pub fn write_entries(dir: &Path, data: &BTreeMap<String, Vec<u8>>, keys: &[&str]
 
 /// Mirrors `tls.crt`, `tls.key` and `ca.crt` of Secret `namespace/name` into `dir` until
 /// `shutdown`.
-pub async fn export_tls_secret(client: kube::Client, namespace: String, name: String, dir: PathBuf, shutdown: CancellationToken) {
-    let keys = [super::proxy::BUNDLE_KEY, super::proxy::TLS_CERT_KEY, super::proxy::TLS_KEY_KEY];
+pub async fn export_tls_secret(
+    client: kube::Client,
+    namespace: String,
+    name: String,
+    dir: PathBuf,
+    shutdown: CancellationToken,
+) {
+    let keys = [
+        super::proxy::BUNDLE_KEY,
+        super::proxy::TLS_CERT_KEY,
+        super::proxy::TLS_KEY_KEY,
+    ];
     follow_secret(client, &namespace, &name, shutdown, |data| match write_entries(&dir, data, &keys) {
         Ok(true) => tracing::info!(dir = %dir.display(), secret = %format!("{namespace}/{name}"), "exported TLS files"),
         Ok(false) => {}
-        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "could not export TLS files"),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not export TLS files");
+        }
     })
     .await;
 }
@@ -89,7 +106,10 @@ mod tests {
     #[test]
     fn entries_are_written_once_and_replaced_atomically() {
         let dir = tempfile::tempdir().unwrap();
-        let mut data = BTreeMap::from([("tls.crt".to_owned(), b"a".to_vec()), ("tls.key".to_owned(), b"k".to_vec())]);
+        let mut data = BTreeMap::from([
+            ("tls.crt".to_owned(), b"a".to_vec()),
+            ("tls.key".to_owned(), b"k".to_vec()),
+        ]);
         assert!(write_entries(dir.path(), &data, &["tls.crt", "tls.key", "ca.crt"]).unwrap());
         assert!(!write_entries(dir.path(), &data, &["tls.crt", "tls.key", "ca.crt"]).unwrap());
         data.insert("tls.crt".into(), b"b".to_vec());
@@ -99,7 +119,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join("tls.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("tls.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -114,7 +114,9 @@ impl CertManager {
         self.projection.publish(&state).await?;
         loop {
             let now = self.clock.now();
-            let Some(step) = state.next_step_due(now, policy, subject) else { break };
+            let Some(step) = state.next_step_due(now, policy, subject) else {
+                break;
+            };
             let mut next = state.clone();
             next.apply(step, now, policy, subject)?;
             self.projection.publish(&next).await?;
@@ -143,7 +145,12 @@ impl CertManager {
 
     async fn load_or_create(&self) -> Result<(CertState, String)> {
         let name = &self.settings.secret_name;
-        if let Some(found) = self.api.get_opt(name).await.map_err(Error::kube(format!("reading {}", self.what())))? {
+        if let Some(found) = self
+            .api
+            .get_opt(name)
+            .await
+            .map_err(Error::kube(format!("reading {}", self.what())))?
+        {
             return self.parse(&found);
         }
         let state = CertState::generate(&self.settings.subject, &self.settings.policy, self.clock.now())?;
@@ -153,8 +160,14 @@ impl CertManager {
                 name: Some(name.clone()),
                 namespace: Some(self.settings.namespace.clone()),
                 labels: Some(BTreeMap::from([
-                    (idbind_model::MANAGED_BY_LABEL.to_owned(), idbind_model::MANAGED_BY_VALUE.to_owned()),
-                    (COMPONENT_LABEL.to_owned(), format!("{}-ca", self.settings.component)),
+                    (
+                        idbind_model::MANAGED_BY_LABEL.to_owned(),
+                        idbind_model::MANAGED_BY_VALUE.to_owned(),
+                    ),
+                    (
+                        COMPONENT_LABEL.to_owned(),
+                        format!("{}-ca", self.settings.component),
+                    ),
                 ])),
                 ..ObjectMeta::default()
             },
@@ -173,7 +186,11 @@ impl CertManager {
                 Ok((state, created.metadata.resource_version.unwrap_or_default()))
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
-                let found = self.api.get(name).await.map_err(Error::kube(format!("reading {}", self.what())))?;
+                let found = self
+                    .api
+                    .get(name)
+                    .await
+                    .map_err(Error::kube(format!("reading {}", self.what())))?;
                 self.parse(&found)
             }
             Err(e) => Err(Error::kube(format!("creating {}", self.what()))(e)),
@@ -181,23 +198,43 @@ impl CertManager {
     }
 
     fn parse(&self, secret: &Secret) -> Result<(CertState, String)> {
-        let data: BTreeMap<String, Vec<u8>> =
-            secret.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+        let data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
         let state = CertState::from_secret_data(&data, &self.what())?;
-        Ok((state, secret.metadata.resource_version.clone().unwrap_or_default()))
+        Ok((
+            state,
+            secret.metadata.resource_version.clone().unwrap_or_default(),
+        ))
     }
 
     async fn store(&self, state: &CertState, resource_version: &str) -> Result<String> {
-        let mut secret = self.api.get(&self.settings.secret_name).await.map_err(Error::kube(format!("reading {}", self.what())))?;
+        let mut secret = self
+            .api
+            .get(&self.settings.secret_name)
+            .await
+            .map_err(Error::kube(format!("reading {}", self.what())))?;
         if secret.metadata.resource_version.as_deref() != Some(resource_version) {
-            return Err(Error::Conflict(format!("{} changed since it was read", self.what())));
+            return Err(Error::Conflict(format!(
+                "{} changed since it was read",
+                self.what()
+            )));
         }
         secret.data = Some(to_data(state));
-        match self.api.replace(&self.settings.secret_name, &PostParams::default(), &secret).await {
+        match self
+            .api
+            .replace(&self.settings.secret_name, &PostParams::default(), &secret)
+            .await
+        {
             Ok(written) => Ok(written.metadata.resource_version.unwrap_or_default()),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                Err(Error::Conflict(format!("{} changed since it was read", self.what())))
-            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!(
+                "{} changed since it was read",
+                self.what()
+            ))),
             Err(e) => Err(Error::kube(format!("updating {}", self.what()))(e)),
         }
     }
@@ -241,7 +278,11 @@ pub fn short(fingerprint: &str) -> &str {
 }
 
 fn to_data(state: &CertState) -> BTreeMap<String, ByteString> {
-    state.to_secret_data().into_iter().map(|(k, v)| (k, ByteString(v))).collect()
+    state
+        .to_secret_data()
+        .into_iter()
+        .map(|(k, v)| (k, ByteString(v)))
+        .collect()
 }
 
 /// A stable name for a step in metrics.

@@ -49,33 +49,57 @@ impl CertMetrics {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("idbind_certificate");
         r.register("steps", "Certificate rotation steps taken", m.steps.clone());
-        r.register("failures", "Failed certificate management rounds", m.failures.clone());
+        r.register(
+            "failures",
+            "Failed certificate management rounds",
+            m.failures.clone(),
+        );
         r.register(
             "expiry_timestamp_seconds",
             "When the current CA and serving certificate expire (Unix seconds)",
             m.expiry.clone(),
         );
-        r.register("bundle_certificates", "CA certificates in the published trust bundle", m.bundle_size.clone());
+        r.register(
+            "bundle_certificates",
+            "CA certificates in the published trust bundle",
+            m.bundle_size.clone(),
+        );
         m
     }
 
     pub(crate) fn step(&self, component: &str, step: CertStep) {
-        self.steps.get_or_create(&StepLabels { component: component.to_owned(), step: step_label(step).to_owned() }).inc();
+        self.steps
+            .get_or_create(&StepLabels {
+                component: component.to_owned(),
+                step: step_label(step).to_owned(),
+            })
+            .inc();
     }
 
     pub(crate) fn failure(&self, component: &str) {
-        self.failures.get_or_create(&ComponentLabels { component: component.to_owned() }).inc();
+        self.failures
+            .get_or_create(&ComponentLabels {
+                component: component.to_owned(),
+            })
+            .inc();
     }
 
     pub(crate) fn observe(&self, component: &str, state: &CertState) {
         let set = |certificate: &str, seconds: i64| {
             self.expiry
-                .get_or_create(&CertLabels { component: component.to_owned(), certificate: certificate.to_owned() })
+                .get_or_create(&CertLabels {
+                    component: component.to_owned(),
+                    certificate: certificate.to_owned(),
+                })
                 .set(seconds);
         };
         set("ca", state.current_ca_expires().as_second());
         set("serving", state.serving_expires().as_second());
         let size = i64::try_from(state.bundle_fingerprints().len()).unwrap_or(i64::MAX);
-        self.bundle_size.get_or_create(&ComponentLabels { component: component.to_owned() }).set(size);
+        self.bundle_size
+            .get_or_create(&ComponentLabels {
+                component: component.to_owned(),
+            })
+            .set(size);
     }
 }

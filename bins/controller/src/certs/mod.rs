@@ -50,7 +50,10 @@ pub fn proxy_settings(args: &Args) -> Result<(CertSettings, ProxyTlsObjects)> {
         recheck_interval: args.reconcile.resync_interval,
     };
     if p.proxy_tls_secret == p.proxy_ca_secret {
-        return Err(Error::config("--proxy-tls-secret", "must differ from --proxy-ca-secret (proxies must not see the CA key)"));
+        return Err(Error::config(
+            "--proxy-tls-secret",
+            "must differ from --proxy-ca-secret (proxies must not see the CA key)",
+        ));
     }
     let objects = ProxyTlsObjects {
         namespace: ns.clone(),
@@ -63,7 +66,11 @@ pub fn proxy_settings(args: &Args) -> Result<(CertSettings, ProxyTlsObjects)> {
 /// Adds the proxy's TLS management to `builder`: on the leader, the certificate manager (woken
 /// when a namespace appears, so it gets the bundle); on every replica, the export to
 /// `--proxy-tls-export-dir` if set.
-pub fn install_proxy_tls(mut builder: RuntimeBuilder, args: &Args, metrics: &CertMetrics) -> Result<RuntimeBuilder> {
+pub fn install_proxy_tls(
+    mut builder: RuntimeBuilder,
+    args: &Args,
+    metrics: &CertMetrics,
+) -> Result<RuntimeBuilder> {
     if !args.proxy_tls.proxy_tls_managed {
         return Ok(builder);
     }
@@ -86,7 +93,13 @@ pub fn install_proxy_tls(mut builder: RuntimeBuilder, args: &Args, metrics: &Cer
     if let Some(dir) = args.proxy_tls.proxy_tls_export_dir.clone() {
         let secret = args.proxy_tls.proxy_tls_secret.clone();
         builder = builder.task("proxy TLS export", move |ctx| {
-            let fut = follow::export_tls_secret(ctx.client.clone(), ctx.namespace.clone(), secret.clone(), dir.clone(), ctx.shutdown.clone());
+            let fut = follow::export_tls_secret(
+                ctx.client,
+                ctx.namespace,
+                secret.clone(),
+                dir.clone(),
+                ctx.shutdown,
+            );
             async move {
                 fut.await;
                 Ok::<(), TaskError>(())

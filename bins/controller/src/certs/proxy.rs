@@ -58,7 +58,10 @@ impl ProxyProjection {
 
     fn labels(component: &str) -> BTreeMap<String, String> {
         BTreeMap::from([
-            (idbind_model::MANAGED_BY_LABEL.to_owned(), idbind_model::MANAGED_BY_VALUE.to_owned()),
+            (
+                idbind_model::MANAGED_BY_LABEL.to_owned(),
+                idbind_model::MANAGED_BY_VALUE.to_owned(),
+            ),
             (COMPONENT_LABEL.to_owned(), component.to_owned()),
         ])
     }
@@ -66,7 +69,10 @@ impl ProxyProjection {
     /// Namespaces that should hold the bundle: all but those being deleted, and always ours.
     async fn namespaces(&self) -> Result<BTreeSet<String>> {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        let list = api.list(&ListParams::default()).await.map_err(Error::kube("listing namespaces"))?;
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(Error::kube("listing namespaces"))?;
         let mut names: BTreeSet<String> = list
             .items
             .into_iter()
@@ -92,14 +98,21 @@ impl ProxyProjection {
         let mut written = 0usize;
         for ns in self.namespaces().await? {
             let current = existing.get(&ns);
-            if current.and_then(|cm| cm.data.as_ref()).and_then(|d| d.get(BUNDLE_KEY)).map(String::as_str) == Some(bundle) {
+            if current
+                .and_then(|cm| cm.data.as_ref())
+                .and_then(|d| d.get(BUNDLE_KEY))
+                .map(String::as_str)
+                == Some(bundle)
+            {
                 continue;
             }
             let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
             let result = match current {
                 Some(cm) => {
                     let mut cm = cm.clone();
-                    cm.data.get_or_insert_with(BTreeMap::new).insert(BUNDLE_KEY.to_owned(), bundle.to_owned());
+                    cm.data
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(BUNDLE_KEY.to_owned(), bundle.to_owned());
                     api.replace(name, &PostParams::default(), &cm).await.map(|_| ())
                 }
                 None => {
@@ -119,7 +132,10 @@ impl ProxyProjection {
             match result {
                 Ok(()) => written += 1,
                 // Deleted meanwhile, or being deleted: nothing will run there.
-                Err(kube::Error::Api(s)) if ns != self.objects.namespace && (s.code == 404 || (s.code == 403 && s.message.contains("terminat"))) => {
+                Err(kube::Error::Api(s))
+                    if ns != self.objects.namespace
+                        && (s.code == 404 || (s.code == 403 && s.message.contains("terminat"))) =>
+                {
                     tracing::debug!(namespace = %ns, "namespace gone or terminating; bundle not published there");
                 }
                 Err(e) => return Err(Error::kube(format!("writing ConfigMap {ns}/{name}"))(e)),
@@ -136,15 +152,27 @@ impl ProxyProjection {
         let what = format!("Secret {}/{name}", self.objects.namespace);
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.objects.namespace);
         let desired = BTreeMap::from([
-            (TLS_CERT_KEY.to_owned(), ByteString(state.serving_cert_pem().as_bytes().to_vec())),
-            (TLS_KEY_KEY.to_owned(), ByteString(state.serving_key_pem().as_bytes().to_vec())),
+            (
+                TLS_CERT_KEY.to_owned(),
+                ByteString(state.serving_cert_pem().as_bytes().to_vec()),
+            ),
+            (
+                TLS_KEY_KEY.to_owned(),
+                ByteString(state.serving_key_pem().as_bytes().to_vec()),
+            ),
             (BUNDLE_KEY.to_owned(), ByteString(bundle.as_bytes().to_vec())),
         ]);
-        let result = match api.get_opt(name).await.map_err(Error::kube(format!("reading {what}")))? {
+        let result = match api
+            .get_opt(name)
+            .await
+            .map_err(Error::kube(format!("reading {what}")))?
+        {
             Some(secret) if secret.data.as_ref() == Some(&desired) => return Ok(()),
             Some(mut secret) => {
                 secret.data = Some(desired);
-                api.replace(name, &PostParams::default(), &secret).await.map(|_| ())
+                api.replace(name, &PostParams::default(), &secret)
+                    .await
+                    .map(|_| ())
             }
             None => {
                 let secret = Secret {
@@ -180,7 +208,9 @@ impl Projection for ProxyProjection {
 /// Wakes `manager` whenever a namespace appears (or changes), so it gets the bundle at once.
 pub async fn wake_on_new_namespaces(client: kube::Client, wake: Arc<Notify>, shutdown: CancellationToken) {
     let api: Api<Namespace> = Api::all(client);
-    let stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects();
     futures::pin_mut!(stream);
     let mut seen = BTreeSet::new();
     loop {

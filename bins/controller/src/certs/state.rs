@@ -107,9 +107,9 @@ impl CertPolicy {
 fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
-        _ if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
-        _ if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
-        _ if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        _ if s > 0 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s > 0 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s > 0 && s.is_multiple_of(60) => format!("{}m", s / 60),
         _ => format!("{s}s"),
     }
 }
@@ -215,7 +215,10 @@ fn before(t: Timestamp, d: Duration) -> Timestamp {
 }
 
 fn tls_error(what: &str) -> impl FnOnce(idbind_tls::Error) -> Error + '_ {
-    move |e| Error::InvalidData { what: what.to_owned(), reason: e.to_string() }
+    move |e| Error::InvalidData {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    }
 }
 
 /// SHA-256 of the first certificate's DER, in lower-case hex.
@@ -272,7 +275,12 @@ impl CertState {
     pub fn generate(subject: &Subject, policy: &CertPolicy, now: Timestamp) -> Result<Self> {
         let current = CaSlot::generate(subject, policy, now)?;
         let serving = current.issue(subject, policy, now)?;
-        Ok(Self { current, next: None, previous: None, serving })
+        Ok(Self {
+            current,
+            next: None,
+            previous: None,
+            serving,
+        })
     }
 
     /// The renewal phase.
@@ -355,11 +363,17 @@ impl CertState {
         let ca = match (&self.next, &self.previous) {
             (Some(next), _) => (CertStep::SwitchCa, after(next.since, policy.propagation_delay)),
             (None, Some(previous)) => (CertStep::RetireCa, after(previous.since, policy.retire_delay)),
-            (None, None) => (CertStep::IntroduceCa, before(self.current.expires, policy.ca_renew_before)),
+            (None, None) => (
+                CertStep::IntroduceCa,
+                before(self.current.expires, policy.ca_renew_before),
+            ),
         };
         let serving = (CertStep::IssueServing, self.serving_renewal_at(policy, subject));
         let regenerate = (CertStep::Regenerate, self.current.expires);
-        [ca, serving, regenerate].into_iter().min_by_key(|(_, at)| *at).unwrap_or(ca)
+        [ca, serving, regenerate]
+            .into_iter()
+            .min_by_key(|(_, at)| *at)
+            .unwrap_or(ca)
     }
 
     fn serving_renewal_at(&self, policy: &CertPolicy, subject: &Subject) -> Timestamp {
@@ -375,7 +389,13 @@ impl CertState {
     }
 
     /// Applies `step` at `now`, due or not. Fails if the step does not fit the phase.
-    pub fn apply(&mut self, step: CertStep, now: Timestamp, policy: &CertPolicy, subject: &Subject) -> Result<()> {
+    pub fn apply(
+        &mut self,
+        step: CertStep,
+        now: Timestamp,
+        policy: &CertPolicy,
+        subject: &Subject,
+    ) -> Result<()> {
         let phase = self.phase();
         let wrong = || Error::InvalidData {
             what: "certificate rotation".into(),
@@ -410,7 +430,11 @@ impl CertState {
 
     /// The Secret `data` holding this state.
     pub fn to_secret_data(&self) -> BTreeMap<String, Vec<u8>> {
-        let meta = |slot: &CaSlot| SlotMeta { fingerprint: slot.fingerprint.clone(), since: slot.since, expires: slot.expires };
+        let meta = |slot: &CaSlot| SlotMeta {
+            fingerprint: slot.fingerprint.clone(),
+            since: slot.since,
+            expires: slot.expires,
+        };
         let state = StateMeta {
             version: STATE_VERSION,
             current: meta(&self.current),
@@ -426,7 +450,10 @@ impl CertState {
         };
         let mut data = BTreeMap::new();
         // Strings, addresses and timestamps always serialize.
-        data.insert(STATE_KEY.to_owned(), serde_json::to_vec_pretty(&state).unwrap_or_default());
+        data.insert(
+            STATE_KEY.to_owned(),
+            serde_json::to_vec_pretty(&state).unwrap_or_default(),
+        );
         data.insert(CA_CERT_KEY.to_owned(), self.current.cert_pem.clone().into_bytes());
         if let Some(key) = &self.current.key_pem {
             data.insert(CA_KEY_KEY.to_owned(), key.clone().into_bytes());
@@ -438,9 +465,15 @@ impl CertState {
             }
         }
         if let Some(previous) = &self.previous {
-            data.insert(PREVIOUS_CA_CERT_KEY.to_owned(), previous.cert_pem.clone().into_bytes());
+            data.insert(
+                PREVIOUS_CA_CERT_KEY.to_owned(),
+                previous.cert_pem.clone().into_bytes(),
+            );
         }
-        data.insert(TLS_CERT_KEY.to_owned(), self.serving.cert_pem.clone().into_bytes());
+        data.insert(
+            TLS_CERT_KEY.to_owned(),
+            self.serving.cert_pem.clone().into_bytes(),
+        );
         data.insert(TLS_KEY_KEY.to_owned(), self.serving.key_pem.clone().into_bytes());
         data
     }
@@ -448,20 +481,30 @@ impl CertState {
     /// Parses what [`CertState::to_secret_data`] wrote; every inconsistency is an error naming
     /// the entry (`what` names the Secret).
     pub fn from_secret_data(data: &BTreeMap<String, Vec<u8>>, what: &str) -> Result<Self> {
-        let bad = |entry: &str, reason: String| Error::InvalidData { what: format!("{what} entry {entry}"), reason };
+        let bad = |entry: &str, reason: String| Error::InvalidData {
+            what: format!("{what} entry {entry}"),
+            reason,
+        };
         let text = |entry: &str| -> Result<Option<String>> {
             data.get(entry)
                 .map(|b| String::from_utf8(b.clone()).map_err(|_| bad(entry, "not UTF-8 text".into())))
                 .transpose()
         };
-        let required = |entry: &str| -> Result<String> {
-            text(entry)?.ok_or_else(|| bad(entry, "missing".into()))
-        };
-        let raw = data.get(STATE_KEY).ok_or_else(|| bad(STATE_KEY, "missing".into()))?;
+        let required =
+            |entry: &str| -> Result<String> { text(entry)?.ok_or_else(|| bad(entry, "missing".into())) };
+        let raw = data
+            .get(STATE_KEY)
+            .ok_or_else(|| bad(STATE_KEY, "missing".into()))?;
         let state: StateMeta =
             serde_json::from_slice(raw).map_err(|e| bad(STATE_KEY, format!("not the expected JSON: {e}")))?;
         if state.version != STATE_VERSION {
-            return Err(bad(STATE_KEY, format!("version {} is not supported (expected {STATE_VERSION})", state.version)));
+            return Err(bad(
+                STATE_KEY,
+                format!(
+                    "version {} is not supported (expected {STATE_VERSION})",
+                    state.version
+                ),
+            ));
         }
         if state.next.is_some() && state.previous.is_some() {
             return Err(bad(STATE_KEY, "it lists both a next and a previous CA".into()));
@@ -472,7 +515,10 @@ impl CertState {
             if found != meta.fingerprint {
                 return Err(bad(
                     cert_entry,
-                    format!("its fingerprint is {found} but {STATE_KEY} says {}", meta.fingerprint),
+                    format!(
+                        "its fingerprint is {found} but {STATE_KEY} says {}",
+                        meta.fingerprint
+                    ),
                 ));
             }
             let key_pem = match key_entry {
@@ -483,11 +529,23 @@ impl CertState {
                 }
                 None => None,
             };
-            Ok(CaSlot { cert_pem, key_pem, fingerprint: meta.fingerprint, since: meta.since, expires: meta.expires })
+            Ok(CaSlot {
+                cert_pem,
+                key_pem,
+                fingerprint: meta.fingerprint,
+                since: meta.since,
+                expires: meta.expires,
+            })
         };
         let current = slot(state.current, CA_CERT_KEY, Some(CA_KEY_KEY))?;
-        let next = state.next.map(|m| slot(m, NEXT_CA_CERT_KEY, Some(NEXT_CA_KEY_KEY))).transpose()?;
-        let previous = state.previous.map(|m| slot(m, PREVIOUS_CA_CERT_KEY, None)).transpose()?;
+        let next = state
+            .next
+            .map(|m| slot(m, NEXT_CA_CERT_KEY, Some(NEXT_CA_KEY_KEY)))
+            .transpose()?;
+        let previous = state
+            .previous
+            .map(|m| slot(m, PREVIOUS_CA_CERT_KEY, None))
+            .transpose()?;
         let cert_pem = required(TLS_CERT_KEY)?;
         let key_pem = required(TLS_KEY_KEY)?;
         idbind_tls::certified_key(&cert_pem, &key_pem).map_err(|e| bad(TLS_CERT_KEY, e.to_string()))?;
@@ -500,7 +558,12 @@ impl CertState {
             dns_names: state.serving.dns_names,
             ips: state.serving.ip_addresses,
         };
-        Ok(Self { current, next, previous, serving })
+        Ok(Self {
+            current,
+            next,
+            previous,
+            serving,
+        })
     }
 }
 
@@ -563,7 +626,11 @@ mod tests {
     }
 
     fn subject() -> Subject {
-        Subject { ca_name: "test CA".into(), dns_names: vec!["proxy.idbind.test".into()], ips: vec![] }
+        Subject {
+            ca_name: "test CA".into(),
+            dns_names: vec!["proxy.idbind.test".into()],
+            ips: vec![],
+        }
     }
 
     fn t0() -> Timestamp {
@@ -581,17 +648,34 @@ mod tests {
             .unwrap();
         let leaf = idbind_tls::parse_certs(leaf).unwrap().remove(0);
         let name = ServerName::try_from(name.to_owned()).unwrap();
-        verifier.verify_server_cert(&leaf, &[], &name, &[], UnixTime::now()).is_ok()
+        verifier
+            .verify_server_cert(&leaf, &[], &name, &[], UnixTime::now())
+            .is_ok()
     }
 
     #[test]
     fn policy_validation_names_the_flags() {
         policy().validate("--proxy-").unwrap();
-        let e = CertPolicy { ca_renew_before: Duration::from_secs(2 * HOUR), ..policy() }.validate("--proxy-");
+        let e = CertPolicy {
+            ca_renew_before: Duration::from_secs(2 * HOUR),
+            ..policy()
+        }
+        .validate("--proxy-");
         let e = e.unwrap_err().to_string();
-        assert!(e.contains("--proxy-ca-renew-before (2h)") && e.contains("3h"), "{e}");
-        let e = CertPolicy { cert_renew_before: Duration::from_secs(3 * DAY), ..policy() }.validate("--webhook-");
-        assert!(e.unwrap_err().to_string().contains("--webhook-cert-renew-before (3d)"));
+        assert!(
+            e.contains("--proxy-ca-renew-before (2h)") && e.contains("3h"),
+            "{e}"
+        );
+        let e = CertPolicy {
+            cert_renew_before: Duration::from_secs(3 * DAY),
+            ..policy()
+        }
+        .validate("--webhook-");
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("--webhook-cert-renew-before (3d)")
+        );
     }
 
     #[test]
@@ -600,12 +684,23 @@ mod tests {
         let start = t0();
         let mut state = CertState::generate(&s, &p, start).unwrap();
         assert_eq!(state.phase(), CertPhase::Stable);
-        assert!(verifies(&state.bundle_pem(), state.serving_cert_pem(), "proxy.idbind.test"));
-        assert!(!verifies(&state.bundle_pem(), state.serving_cert_pem(), "other.test"));
+        assert!(verifies(
+            &state.bundle_pem(),
+            state.serving_cert_pem(),
+            "proxy.idbind.test"
+        ));
+        assert!(!verifies(
+            &state.bundle_pem(),
+            state.serving_cert_pem(),
+            "other.test"
+        ));
         assert_eq!(state.next_step_due(start, &p, &s), None);
         // The serving certificate renews first (3 d validity, 1 d ahead).
         let (step, at) = state.next_step_at(&p, &s);
-        assert_eq!((step, at), (CertStep::IssueServing, after(start, Duration::from_secs(2 * DAY))));
+        assert_eq!(
+            (step, at),
+            (CertStep::IssueServing, after(start, Duration::from_secs(2 * DAY)))
+        );
         let a = state.current_fingerprint().to_owned();
 
         let mut now = start;
@@ -616,8 +711,15 @@ mod tests {
             state.apply(step, now, &p, &s).unwrap();
             steps.push(step);
         }
-        let ca_steps: Vec<CertStep> = steps.iter().copied().filter(|s| *s != CertStep::IssueServing).collect();
-        assert_eq!(ca_steps, [CertStep::IntroduceCa, CertStep::SwitchCa, CertStep::RetireCa]);
+        let ca_steps: Vec<CertStep> = steps
+            .iter()
+            .copied()
+            .filter(|s| *s != CertStep::IssueServing)
+            .collect();
+        assert_eq!(
+            ca_steps,
+            [CertStep::IntroduceCa, CertStep::SwitchCa, CertStep::RetireCa]
+        );
         assert_ne!(state.current_fingerprint(), a);
         assert_eq!(state.bundle_fingerprints(), [state.current_fingerprint()]);
         // The renewal started 5 days before the first CA's 20 days were up.
@@ -629,13 +731,27 @@ mod tests {
         let (p, s) = (policy(), subject());
         let now = t0();
         let mut state = CertState::generate(&s, &p, now).unwrap();
-        let e = state.clone().apply(CertStep::SwitchCa, now, &p, &s).unwrap_err().to_string();
+        let e = state
+            .clone()
+            .apply(CertStep::SwitchCa, now, &p, &s)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SwitchCa") && e.contains("Stable"), "{e}");
         assert!(state.clone().apply(CertStep::RetireCa, now, &p, &s).is_err());
-        let renamed = Subject { dns_names: vec!["new.idbind.test".into()], ..s.clone() };
-        assert_eq!(state.next_step_due(now, &p, &renamed), Some(CertStep::IssueServing));
+        let renamed = Subject {
+            dns_names: vec!["new.idbind.test".into()],
+            ..s.clone()
+        };
+        assert_eq!(
+            state.next_step_due(now, &p, &renamed),
+            Some(CertStep::IssueServing)
+        );
         state.apply(CertStep::IssueServing, now, &p, &renamed).unwrap();
-        assert!(verifies(&state.bundle_pem(), state.serving_cert_pem(), "new.idbind.test"));
+        assert!(verifies(
+            &state.bundle_pem(),
+            state.serving_cert_pem(),
+            "new.idbind.test"
+        ));
         assert_eq!(state.next_step_due(now, &p, &renamed), None);
     }
 
@@ -655,7 +771,14 @@ mod tests {
 
     #[test]
     fn serving_certificates_never_outlive_their_ca() {
-        let (p, s) = (CertPolicy { cert_validity: Duration::from_secs(30 * DAY), cert_renew_before: Duration::from_secs(DAY), ..policy() }, subject());
+        let (p, s) = (
+            CertPolicy {
+                cert_validity: Duration::from_secs(30 * DAY),
+                cert_renew_before: Duration::from_secs(DAY),
+                ..policy()
+            },
+            subject(),
+        );
         let start = t0();
         let state = CertState::generate(&s, &p, start).unwrap();
         assert_eq!(state.serving_expires(), state.current_ca_expires());
@@ -684,7 +807,13 @@ mod tests {
             history.push((now, state.bundle_pem(), state.serving_cert_pem().to_owned()));
         }
         assert!(renewals >= 2, "only {renewals} CA renewals");
-        let at = |t: Timestamp| history.iter().rev().find(|(when, _, _)| *when <= t).unwrap();
+        let at = |t: Timestamp| {
+            history
+                .iter()
+                .rev()
+                .find(|(when, _, _)| *when <= t)
+                .unwrap_or(&history[0])
+        };
         // Check every change point, just before and just after, with the worst lags.
         let eps = Duration::from_secs(1);
         let client_lag = p.propagation_delay - eps;
@@ -708,9 +837,10 @@ mod tests {
         assert!(checked > 100);
         // And the check would catch a too-slow client: one lagging past the propagation delay
         // fails right after a switch.
-        let (switch_at, _, _) = history.iter().find(|(_, _, leaf)| {
-            idbind_tls::parse_certs(leaf).is_ok() && !verifies(&history[0].1, leaf, "proxy.idbind.test")
-        }).unwrap();
+        let (switch_at, _, _) = history
+            .iter()
+            .find(|(_, _, leaf)| !verifies(&history[0].1, leaf, "proxy.idbind.test"))
+            .unwrap();
         let stale = &at(before(*switch_at, p.propagation_delay + eps)).1;
         assert!(!verifies(stale, &at(*switch_at).2, "proxy.idbind.test"));
     }
@@ -722,20 +852,32 @@ mod tests {
         let mut state = CertState::generate(&s, &p, now).unwrap();
         for step in [CertStep::IntroduceCa, CertStep::SwitchCa, CertStep::RetireCa] {
             let data = state.to_secret_data();
-            assert_eq!(CertState::from_secret_data(&data, "Secret idbind/x").unwrap(), state);
+            assert_eq!(
+                CertState::from_secret_data(&data, "Secret idbind/x").unwrap(),
+                state
+            );
             state.apply(step, now, &p, &s).unwrap();
         }
         let mut data = state.to_secret_data();
         data.insert(CA_CERT_KEY.into(), state.serving_cert_pem().as_bytes().to_vec());
-        let e = CertState::from_secret_data(&data, "Secret idbind/x").unwrap_err().to_string();
-        assert!(e.contains("Secret idbind/x entry ca.crt") && e.contains("fingerprint"), "{e}");
+        let e = CertState::from_secret_data(&data, "Secret idbind/x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Secret idbind/x entry ca.crt") && e.contains("fingerprint"),
+            "{e}"
+        );
         let mut data = state.to_secret_data();
         data.remove(TLS_KEY_KEY);
-        let e = CertState::from_secret_data(&data, "Secret idbind/x").unwrap_err().to_string();
+        let e = CertState::from_secret_data(&data, "Secret idbind/x")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tls.key") && e.contains("missing"), "{e}");
         let mut data = state.to_secret_data();
         data.insert(STATE_KEY.into(), b"{".to_vec());
-        let e = CertState::from_secret_data(&data, "Secret idbind/x").unwrap_err().to_string();
+        let e = CertState::from_secret_data(&data, "Secret idbind/x")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("state.json"), "{e}");
     }
 }

@@ -97,7 +97,9 @@ impl WebhookArgs {
         if w.sa_token_audience.trim().is_empty() {
             return Err(Error::config("--sa-token-audience", "it is empty"));
         }
-        if w.sa_token_audience.eq_ignore_ascii_case(idbind_model::ENTRA_FIC_AUDIENCE) {
+        if w.sa_token_audience
+            .eq_ignore_ascii_case(idbind_model::ENTRA_FIC_AUDIENCE)
+        {
             return Err(Error::config(
                 "--sa-token-audience",
                 format!(
@@ -109,7 +111,10 @@ impl WebhookArgs {
             ));
         }
         Ok(InjectionSettings {
-            default_tenant_id: w.default_tenant_id.clone().or_else(|| args.azure.azure_tenant_id.clone()),
+            default_tenant_id: w
+                .default_tenant_id
+                .clone()
+                .or_else(|| args.azure.azure_tenant_id.clone()),
             authority_host: authority_host(args)?,
             token_proxy,
             sni_name: args.proxy_tls.sni_name(ns),
@@ -133,16 +138,22 @@ impl WebhookArgs {
         if url.scheme() != "https" {
             return Err(bad("the API server calls webhooks over https only"));
         }
-        if url.host_str().is_none_or(str::is_empty) || !url.username().is_empty() || url.password().is_some() {
-            return Err(bad("expected https://host[:port][/path] without user information"));
+        if url.host_str().is_none_or(str::is_empty) || !url.username().is_empty() || url.password().is_some()
+        {
+            return Err(bad(
+                "expected https://host[:port][/path] without user information",
+            ));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(bad("a webhook URL may not have a query or fragment"));
         }
         let mut url = url.clone();
         if url.port() == Some(0) {
-            let port = bound.map(|a| a.port()).ok_or_else(|| bad("port 0 needs a bound --webhook-listen"))?;
-            url.set_port(Some(port)).map_err(|()| bad("cannot set the port"))?;
+            let port = bound
+                .map(|a| a.port())
+                .ok_or_else(|| bad("port 0 needs a bound --webhook-listen"))?;
+            url.set_port(Some(port))
+                .map_err(|()| bad("cannot set the port"))?;
         }
         if url.path().is_empty() || url.path() == "/" {
             url.set_path(MUTATE_PATH);
@@ -164,7 +175,11 @@ impl WebhookArgs {
         }
         names.extend(self.webhook_tls_extra_names.iter().cloned());
         let (dns, ips) = split_names(&names, "--webhook-url/--webhook-tls-extra-names")?;
-        Ok(Subject { ca_name: "idbind webhook CA".to_owned(), dns_names: dedup(dns), ips })
+        Ok(Subject {
+            ca_name: "idbind webhook CA".to_owned(),
+            dns_names: dedup(dns),
+            ips,
+        })
     }
 
     /// The rotation policy of the webhook's certificates, validated.
@@ -201,20 +216,35 @@ fn proxy_url(url: &url::Url) -> Result<String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("no host"));
     }
-    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
         return Err(bad("no user information, query or fragment allowed"));
     }
     if url.path() != "/" && !url.path().is_empty() {
-        return Err(bad("no path allowed (SDKs re-apply a path prefix on every retry)"));
+        return Err(bad(
+            "no path allowed (SDKs re-apply a path prefix on every retry)",
+        ));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 fn authority_host(args: &Args) -> Result<String> {
-    let with_slash = |s: &str| if s.ends_with('/') { s.to_owned() } else { format!("{s}/") };
+    let with_slash = |s: &str| {
+        if s.ends_with('/') {
+            s.to_owned()
+        } else {
+            format!("{s}/")
+        }
+    };
     if let Some(url) = &args.webhook.pod_authority_host {
         if url.scheme() != "https" {
-            return Err(Error::config("--pod-authority-host", format!("{url}: expected an https URL")));
+            return Err(Error::config(
+                "--pod-authority-host",
+                format!("{url}: expected an https URL"),
+            ));
         }
         return Ok(with_slash(url.as_str()));
     }

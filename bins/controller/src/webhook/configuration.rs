@@ -60,8 +60,17 @@ impl WebhookConfigSettings {
     pub fn client_config(&self, bundle: &str) -> WebhookClientConfig {
         let ca_bundle = Some(ByteString(bundle.as_bytes().to_vec()));
         match &self.target {
-            ClientTarget::Url(url) => WebhookClientConfig { url: Some(url.clone()), service: None, ca_bundle },
-            ClientTarget::Service { namespace, name, port, path } => WebhookClientConfig {
+            ClientTarget::Url(url) => WebhookClientConfig {
+                url: Some(url.clone()),
+                service: None,
+                ca_bundle,
+            },
+            ClientTarget::Service {
+                namespace,
+                name,
+                port,
+                path,
+            } => WebhookClientConfig {
                 url: None,
                 service: Some(ServiceReference {
                     namespace: namespace.clone(),
@@ -91,7 +100,10 @@ impl WebhookConfigSettings {
                 match_labels: None,
             }),
             object_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(idbind_model::POD_USE_LABEL.to_owned(), "true".to_owned())])),
+                match_labels: Some(BTreeMap::from([(
+                    idbind_model::POD_USE_LABEL.to_owned(),
+                    "true".to_owned(),
+                )])),
                 match_expressions: None,
             }),
             reinvocation_policy: Some("IfNeeded".to_owned()),
@@ -118,7 +130,10 @@ pub struct WebhookConfigProjection {
 impl WebhookConfigProjection {
     /// A projection keeping the configuration described by `settings`.
     pub fn new(client: kube::Client, settings: WebhookConfigSettings) -> Self {
-        Self { api: Api::all(client), settings }
+        Self {
+            api: Api::all(client),
+            settings,
+        }
     }
 
     /// Makes the configuration carry `bundle`; creates it if missing.
@@ -126,7 +141,12 @@ impl WebhookConfigProjection {
         let name = &self.settings.name;
         let what = format!("MutatingWebhookConfiguration {name}");
         let desired = self.settings.client_config(bundle);
-        let Some(mut existing) = self.api.get_opt(name).await.map_err(Error::kube(format!("reading {what}")))? else {
+        let Some(mut existing) = self
+            .api
+            .get_opt(name)
+            .await
+            .map_err(Error::kube(format!("reading {what}")))?
+        else {
             let configuration = MutatingWebhookConfiguration {
                 metadata: ObjectMeta {
                     name: Some(name.clone()),
@@ -143,7 +163,9 @@ impl WebhookConfigProjection {
                     tracing::info!(configuration = %name, "created the MutatingWebhookConfiguration");
                     Ok(())
                 }
-                Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!("{what} was created meanwhile"))),
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    Err(Error::Conflict(format!("{what} was created meanwhile")))
+                }
                 Err(e) => Err(Error::kube(format!("creating {what}"))(e)),
             };
         };
@@ -158,7 +180,9 @@ impl WebhookConfigProjection {
                 tracing::info!(configuration = %name, "updated the webhook's clientConfig");
                 Ok(())
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!("{what} changed meanwhile"))),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                Err(Error::Conflict(format!("{what} changed meanwhile")))
+            }
             Err(e) => Err(Error::kube(format!("updating {what}"))(e)),
         }
     }

@@ -61,8 +61,14 @@ pub async fn install(mut builder: RuntimeBuilder, args: &Args) -> Result<Runtime
     let subject = w.subject(&ns, &args.proxy_tls.cluster_domain)?;
     let listener = TcpListener::bind(w.webhook_listen)
         .await
-        .map_err(|source| Error::Listen { addr: w.webhook_listen.to_string(), source })?;
-    let bound = listener.local_addr().map_err(|source| Error::Listen { addr: w.webhook_listen.to_string(), source })?;
+        .map_err(|source| Error::Listen {
+            addr: w.webhook_listen.to_string(),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| Error::Listen {
+        addr: w.webhook_listen.to_string(),
+        source,
+    })?;
     let target = w.target(&ns, Some(bound))?;
     tracing::info!(addr = %bound, target = ?target, "admission webhook listening");
     let config = w.configuration(&ns, target);
@@ -100,7 +106,16 @@ pub async fn install(mut builder: RuntimeBuilder, args: &Args) -> Result<Runtime
         let (secret, ready) = (secret.clone(), ready.clone());
         async move {
             let listener = listener.ok_or("the admission webhook task was started twice")?;
-            server::serve(ctx.client, ctx.namespace, secret, listener, router, Some(ready), ctx.shutdown).await?;
+            server::serve(
+                ctx.client,
+                ctx.namespace,
+                secret,
+                listener,
+                router,
+                Some(ready),
+                ctx.shutdown,
+            )
+            .await?;
             Ok::<(), TaskError>(())
         }
     });

@@ -70,21 +70,33 @@ pub struct Mutation {
 /// Whether `pod` asked for identity-binding injection: label `azure.workload.identity/use` and
 /// annotation `azure.workload.identity/use-identity-binding`, both `true` (any case).
 pub fn opted_in(pod: &Value) -> bool {
-    let is_true = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("true"));
-    is_true(pod.pointer(&format!("/metadata/labels/{}", escape(idbind_model::POD_USE_LABEL))))
-        && is_true(pod.pointer(&format!(
-            "/metadata/annotations/{}",
-            escape(idbind_model::POD_USE_IDENTITY_BINDING_ANNOTATION)
-        )))
+    let is_true = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("true"))
+    };
+    is_true(pod.pointer(&format!(
+        "/metadata/labels/{}",
+        escape(idbind_model::POD_USE_LABEL)
+    ))) && is_true(pod.pointer(&format!(
+        "/metadata/annotations/{}",
+        escape(idbind_model::POD_USE_IDENTITY_BINDING_ANNOTATION)
+    )))
 }
 
 /// The name azure-workload-identity hashes for the volume: `metadata.name`, or for a pod that
 /// only has `generateName` (the API server names it after admission), `"<generateName> (prefix)"`.
 pub fn pod_name_for_volume(pod: &Value) -> String {
-    match pod.pointer("/metadata/name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+    match pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
         Some(name) => name.to_owned(),
         None => {
-            let prefix = pod.pointer("/metadata/generateName").and_then(Value::as_str).unwrap_or_default();
+            let prefix = pod
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             format!("{prefix} (prefix)")
         }
     }
@@ -100,9 +112,16 @@ pub fn volume_name(pod_name: &str) -> String {
 
 /// The projected-token lifetime: the pod's annotation, else the service account's, else 3600;
 /// it must lie within 3600–86400 seconds.
-pub fn token_expiration(pod: &Value, sa: &ServiceAccount, what_pod: &str, what_sa: &str) -> Result<i64, Denial> {
+pub fn token_expiration(
+    pod: &Value,
+    sa: &ServiceAccount,
+    what_pod: &str,
+    what_sa: &str,
+) -> Result<i64, Denial> {
     let key = idbind_model::TOKEN_EXPIRATION_ANNOTATION;
-    let from_pod = annotation(pod, key).filter(|v| !v.is_empty()).map(|v| (v, format!("pod {what_pod}")));
+    let from_pod = annotation(pod, key)
+        .filter(|v| !v.is_empty())
+        .map(|v| (v, format!("pod {what_pod}")));
     let from_sa = sa
         .metadata
         .annotations
@@ -110,7 +129,9 @@ pub fn token_expiration(pod: &Value, sa: &ServiceAccount, what_pod: &str, what_s
         .and_then(|a| a.get(key))
         .filter(|v| !v.is_empty())
         .map(|v| (v.clone(), format!("service account {what_sa}")));
-    let Some((raw, source)) = from_pod.or(from_sa) else { return Ok(DEFAULT_TOKEN_EXPIRATION) };
+    let Some((raw, source)) = from_pod.or(from_sa) else {
+        return Ok(DEFAULT_TOKEN_EXPIRATION);
+    };
     let range = format!("between {MIN_TOKEN_EXPIRATION} and {MAX_TOKEN_EXPIRATION} seconds");
     let seconds: i64 = raw.trim().parse().map_err(|_| {
         Denial::bad_request(format!(
@@ -128,13 +149,23 @@ pub fn token_expiration(pod: &Value, sa: &ServiceAccount, what_pod: &str, what_s
 /// Applies the identity-binding mutation to `pod` (which must be [`opted_in`]) whose service
 /// account is `sa`. `namespace` is the request's namespace (pods created by controllers may not
 /// carry one yet).
-pub fn mutate(pod: &Value, sa: &ServiceAccount, namespace: &str, settings: &InjectionSettings) -> Result<Mutation, Denial> {
+pub fn mutate(
+    pod: &Value,
+    sa: &ServiceAccount,
+    namespace: &str,
+    settings: &InjectionSettings,
+) -> Result<Mutation, Denial> {
     let pod_name = pod_name_for_volume(pod);
     let what_pod = format!("{namespace}/{pod_name}");
     let sa_name = sa.metadata.name.as_deref().unwrap_or("default");
     let what_sa = format!("{namespace}/{sa_name}");
     let sa_annotation = |key: &str| {
-        sa.metadata.annotations.as_ref().and_then(|a| a.get(key)).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        sa.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     };
     let client_id = sa_annotation(idbind_model::SA_CLIENT_ID_ANNOTATION).ok_or_else(|| {
         Denial::bad_request(format!(
@@ -160,11 +191,17 @@ pub fn mutate(pod: &Value, sa: &ServiceAccount, namespace: &str, settings: &Inje
     let desired_env = [
         (env::AZURE_CLIENT_ID, client_id),
         (env::AZURE_TENANT_ID, tenant_id),
-        (env::AZURE_FEDERATED_TOKEN_FILE, format!("{mount_path}/{}", idbind_model::WI_TOKEN_PATH)),
+        (
+            env::AZURE_FEDERATED_TOKEN_FILE,
+            format!("{mount_path}/{}", idbind_model::WI_TOKEN_PATH),
+        ),
         (env::AZURE_AUTHORITY_HOST, settings.authority_host.clone()),
         (env::AZURE_KUBERNETES_TOKEN_PROXY, settings.token_proxy.clone()),
         (env::AZURE_KUBERNETES_SNI_NAME, settings.sni_name.clone()),
-        (env::AZURE_KUBERNETES_CA_FILE, format!("{mount_path}/{}", idbind_model::WI_CA_PATH)),
+        (
+            env::AZURE_KUBERNETES_CA_FILE,
+            format!("{mount_path}/{}", idbind_model::WI_CA_PATH),
+        ),
     ];
     let mount = json!({ "name": volume, "mountPath": mount_path, "readOnly": true });
     let projected = json!({
@@ -190,7 +227,9 @@ pub fn mutate(pod: &Value, sa: &ServiceAccount, namespace: &str, settings: &Inje
         return Err(Denial::bad_request(format!("pod {what_pod} has no spec")));
     };
     for list in ["initContainers", "containers"] {
-        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else { continue };
+        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
         for container in containers.iter_mut().filter_map(Value::as_object_mut) {
             let name = container.get("name").and_then(Value::as_str).unwrap_or_default();
             if skip.contains(name) {
@@ -208,12 +247,21 @@ pub fn mutate(pod: &Value, sa: &ServiceAccount, namespace: &str, settings: &Inje
 /// Container names listed in `azure.workload.identity/skip-containers` (`;`-separated).
 fn skip_containers(pod: &Value) -> BTreeSet<String> {
     annotation(pod, idbind_model::SKIP_CONTAINERS_ANNOTATION)
-        .map(|v| v.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn annotation(pod: &Value, key: &str) -> Option<String> {
-    pod.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str).map(str::to_owned)
+    pod.pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// Adds each variable the container does not define yet (by name, whatever its source); skips
@@ -222,7 +270,12 @@ fn add_env(container: &mut Map<String, Value>, desired: &[(&str, String)]) {
     let present: BTreeSet<String> = container
         .get("env")
         .and_then(Value::as_array)
-        .map(|vars| vars.iter().filter_map(|v| v.get("name").and_then(Value::as_str)).map(str::to_owned).collect())
+        .map(|vars| {
+            vars.iter()
+                .filter_map(|v| v.get("name").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let missing: Vec<Value> = desired
         .iter()
@@ -303,7 +356,12 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some("web".into()),
                 namespace: Some("apps".into()),
-                annotations: Some(annotations.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+                annotations: Some(
+                    annotations
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
                 ..ObjectMeta::default()
             },
             ..ServiceAccount::default()
@@ -311,7 +369,10 @@ mod tests {
     }
 
     fn client_sa() -> ServiceAccount {
-        sa(&[(idbind_model::SA_CLIENT_ID_ANNOTATION, "11111111-1111-1111-1111-111111111111")])
+        sa(&[(
+            idbind_model::SA_CLIENT_ID_ANNOTATION,
+            "11111111-1111-1111-1111-111111111111",
+        )])
     }
 
     fn pod(annotations: Value, spec: Value) -> Value {
@@ -327,7 +388,10 @@ mod tests {
     }
 
     fn opted(spec: Value) -> Value {
-        pod(json!({ "azure.workload.identity/use-identity-binding": "true" }), spec)
+        pod(
+            json!({ "azure.workload.identity/use-identity-binding": "true" }),
+            spec,
+        )
     }
 
     #[test]
@@ -345,8 +409,14 @@ mod tests {
     #[test]
     fn opt_in_needs_label_and_annotation_case_insensitively() {
         assert!(opted_in(&opted(json!({}))));
-        assert!(opted_in(&pod(json!({ "azure.workload.identity/use-identity-binding": "TRUE" }), json!({}))));
-        assert!(!opted_in(&pod(json!({ "azure.workload.identity/use-identity-binding": "yes" }), json!({}))));
+        assert!(opted_in(&pod(
+            json!({ "azure.workload.identity/use-identity-binding": "TRUE" }),
+            json!({})
+        )));
+        assert!(!opted_in(&pod(
+            json!({ "azure.workload.identity/use-identity-binding": "yes" }),
+            json!({})
+        )));
         assert!(!opted_in(&pod(json!({}), json!({}))));
         let mut no_label = opted(json!({}));
         no_label["metadata"]["labels"] = json!({});
@@ -366,7 +436,13 @@ mod tests {
         // The API server defaults `defaultMode`; that is not a difference either.
         let mut defaulted = first.pod.clone();
         defaulted["spec"]["volumes"][0]["projected"]["defaultMode"] = json!(420);
-        assert!(mutate(&defaulted, &client_sa(), "apps", &settings()).unwrap().patch.0.is_empty());
+        assert!(
+            mutate(&defaulted, &client_sa(), "apps", &settings())
+                .unwrap()
+                .patch
+                .0
+                .is_empty()
+        );
     }
 
     #[test]
@@ -401,14 +477,23 @@ mod tests {
         let key = idbind_model::TOKEN_EXPIRATION_ANNOTATION;
         let sa_7200 = sa(&[(idbind_model::SA_CLIENT_ID_ANNOTATION, "c"), (key, "7200")]);
         let plain = opted(json!({ "containers": [] }));
-        let expiration = |pod: &Value, sa: &ServiceAccount| token_expiration(pod, sa, "apps/web-0", "apps/web");
+        let expiration =
+            |pod: &Value, sa: &ServiceAccount| token_expiration(pod, sa, "apps/web-0", "apps/web");
         assert_eq!(expiration(&plain, &client_sa()).unwrap(), 3600);
         assert_eq!(expiration(&plain, &sa_7200).unwrap(), 7200);
-        let with = |v: &str| pod(json!({ "azure.workload.identity/use-identity-binding": "true", key: v }), json!({}));
+        let with = |v: &str| {
+            pod(
+                json!({ "azure.workload.identity/use-identity-binding": "true", key: v }),
+                json!({}),
+            )
+        };
         assert_eq!(expiration(&with("86400"), &sa_7200).unwrap(), 86_400);
         assert_eq!(expiration(&with("3600"), &sa_7200).unwrap(), 3600);
         let e = expiration(&with("3599"), &sa_7200).unwrap_err();
-        assert!(e.message.contains("3599") && e.message.contains("between 3600 and 86400"), "{e}");
+        assert!(
+            e.message.contains("3599") && e.message.contains("between 3600 and 86400"),
+            "{e}"
+        );
         assert!(e.message.contains("pod apps/web-0"), "{e}");
         let e = expiration(&with("1h"), &sa_7200).unwrap_err();
         assert!(e.message.contains("not a whole number"), "{e}");
@@ -424,17 +509,27 @@ mod tests {
         assert_eq!(e.code, 400);
         assert!(e.message.contains("service account apps/web"), "{e}");
         assert!(e.message.contains("azure.workload.identity/client-id"), "{e}");
-        let no_tenant = InjectionSettings { default_tenant_id: None, ..settings() };
+        let no_tenant = InjectionSettings {
+            default_tenant_id: None,
+            ..settings()
+        };
         let e = mutate(&original, &client_sa(), "apps", &no_tenant).unwrap_err();
         assert!(e.message.contains("--default-tenant-id"), "{e}");
-        let own_tenant = sa(&[(idbind_model::SA_CLIENT_ID_ANNOTATION, "c"), (idbind_model::SA_TENANT_ID_ANNOTATION, "t")]);
+        let own_tenant = sa(&[
+            (idbind_model::SA_CLIENT_ID_ANNOTATION, "c"),
+            (idbind_model::SA_TENANT_ID_ANNOTATION, "t"),
+        ]);
         let m = mutate(&original, &own_tenant, "apps", &no_tenant).unwrap();
-        assert_eq!(m.pod["spec"]["containers"][0]["env"][1], json!({ "name": "AZURE_TENANT_ID", "value": "t" }));
+        assert_eq!(
+            m.pod["spec"]["containers"][0]["env"][1],
+            json!({ "name": "AZURE_TENANT_ID", "value": "t" })
+        );
     }
 
     #[test]
     fn unknown_fields_survive() {
-        let original = opted(json!({ "futureField": { "x": 1 }, "containers": [{ "name": "app", "futureToo": true }] }));
+        let original =
+            opted(json!({ "futureField": { "x": 1 }, "containers": [{ "name": "app", "futureToo": true }] }));
         let m = mutate(&original, &client_sa(), "apps", &settings()).unwrap();
         assert_eq!(m.pod["spec"]["futureField"], json!({ "x": 1 }));
         assert_eq!(m.pod["spec"]["containers"][0]["futureToo"], json!(true));

@@ -81,7 +81,11 @@ pub struct ResponseStatus {
 impl AdmissionResponse {
     /// Let the request through unchanged.
     pub fn allow(uid: &str) -> Self {
-        Self { uid: uid.to_owned(), allowed: true, ..Self::default() }
+        Self {
+            uid: uid.to_owned(),
+            allowed: true,
+            ..Self::default()
+        }
     }
 
     /// Let the request through with `patch` applied (unchanged if the patch is empty).
@@ -105,7 +109,10 @@ impl AdmissionResponse {
         Self {
             uid: uid.to_owned(),
             allowed: false,
-            status: Some(ResponseStatus { code, message: message.into() }),
+            status: Some(ResponseStatus {
+                code,
+                message: message.into(),
+            }),
             ..Self::default()
         }
     }
@@ -136,12 +143,18 @@ mod tests {
         assert_eq!(json["apiVersion"], "admission.k8s.io/v1");
         assert_eq!(json["response"]["uid"], "u-1");
         assert_eq!(json["response"]["patchType"], "JSONPatch");
-        assert_eq!(json["response"]["patch"], "W3sib3AiOiJhZGQiLCJwYXRoIjoiL2EiLCJ2YWx1ZSI6MX1d");
+        assert_eq!(
+            json["response"]["patch"],
+            "W3sib3AiOiJhZGQiLCJwYXRoIjoiL2EiLCJ2YWx1ZSI6MX1d"
+        );
         let empty = AdmissionResponse::patched("u-2", &json_patch::Patch(vec![]));
         let json = serde_json::to_value(empty.into_review()).unwrap();
         assert!(json["response"].get("patch").is_none() && json["response"].get("patchType").is_none());
         let denied = serde_json::to_value(AdmissionResponse::deny("u-3", 400, "no").into_review()).unwrap();
         assert_eq!(denied["response"]["allowed"], false);
-        assert_eq!(denied["response"]["status"], serde_json::json!({ "code": 400, "message": "no" }));
+        assert_eq!(
+            denied["response"]["status"],
+            serde_json::json!({ "code": 400, "message": "no" })
+        );
     }
 }

@@ -43,10 +43,17 @@ impl SecretCertResolver {
         let text = |key: &str| {
             data.get(key)
                 .and_then(|b| std::str::from_utf8(b).ok())
-                .ok_or_else(|| Error::InvalidData { what: format!("Secret entry {key}"), reason: "missing or not PEM text".into() })
+                .ok_or_else(|| Error::InvalidData {
+                    what: format!("Secret entry {key}"),
+                    reason: "missing or not PEM text".into(),
+                })
         };
-        let key = idbind_tls::certified_key(text(TLS_CERT_KEY)?, text(TLS_KEY_KEY)?)
-            .map_err(|e| Error::InvalidData { what: "webhook serving certificate".into(), reason: e.to_string() })?;
+        let key = idbind_tls::certified_key(text(TLS_CERT_KEY)?, text(TLS_KEY_KEY)?).map_err(|e| {
+            Error::InvalidData {
+                what: "webhook serving certificate".into(),
+                reason: e.to_string(),
+            }
+        })?;
         *self.current.write() = Some(Arc::new(key));
         Ok(())
     }
@@ -80,19 +87,29 @@ impl WebhookMetrics {
     /// Creates the metrics and registers them under the prefix `idbind_webhook`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry
-            .sub_registry_with_prefix("idbind_webhook")
-            .register("admissions", "Pod admissions by result", m.admissions.clone());
+        registry.sub_registry_with_prefix("idbind_webhook").register(
+            "admissions",
+            "Pod admissions by result",
+            m.admissions.clone(),
+        );
         m
     }
 
     fn count(&self, result: &str) {
-        self.admissions.get_or_create(&AdmissionLabels { result: result.to_owned() }).inc();
+        self.admissions
+            .get_or_create(&AdmissionLabels {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// Admissions counted with `result` so far.
     pub fn admissions(&self, result: &str) -> u64 {
-        self.admissions.get_or_create(&AdmissionLabels { result: result.to_owned() }).get()
+        self.admissions
+            .get_or_create(&AdmissionLabels {
+                result: result.to_owned(),
+            })
+            .get()
     }
 }
 
@@ -108,13 +125,23 @@ pub fn router(client: kube::Client, settings: InjectionSettings, metrics: Webhoo
     Router::new()
         .route(MUTATE_PATH, post(review))
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-        .with_state(Admission { client, settings: Arc::new(settings), metrics })
+        .with_state(Admission {
+            client,
+            settings: Arc::new(settings),
+            metrics,
+        })
 }
 
 async fn review(State(admission): State<Admission>, body: Bytes) -> Response {
     let review: AdmissionReview = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("expected an admission.k8s.io/v1 AdmissionReview: {e}\n")).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("expected an admission.k8s.io/v1 AdmissionReview: {e}\n"),
+            )
+                .into_response();
+        }
     };
     let Some(request) = review.request else {
         return (StatusCode::BAD_REQUEST, "the AdmissionReview has no request\n").into_response();
@@ -134,10 +161,11 @@ async fn decide(admission: &Admission, request: super::review::AdmissionRequest)
         admission.metrics.count("skipped");
         return AdmissionResponse::allow(uid);
     }
-    let namespace = request
-        .namespace
-        .filter(|n| !n.is_empty())
-        .or_else(|| pod.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned));
+    let namespace = request.namespace.filter(|n| !n.is_empty()).or_else(|| {
+        pod.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
     let Some(namespace) = namespace else {
         admission.metrics.count("denied");
         return AdmissionResponse::deny(uid, 400, "the pod has no namespace");
@@ -156,13 +184,19 @@ async fn decide(admission: &Admission, request: super::review::AdmissionRequest)
             return AdmissionResponse::deny(
                 uid,
                 400,
-                format!("service account {namespace}/{sa_name} used by pod {namespace}/{pod_name} does not exist"),
+                format!(
+                    "service account {namespace}/{sa_name} used by pod {namespace}/{pod_name} does not exist"
+                ),
             );
         }
         Err(e) => {
             tracing::warn!(namespace = %namespace, service_account = %sa_name, error = %e, "cannot read the pod's service account");
             admission.metrics.count("error");
-            return AdmissionResponse::deny(uid, 500, format!("reading service account {namespace}/{sa_name}: {e}"));
+            return AdmissionResponse::deny(
+                uid,
+                500,
+                format!("reading service account {namespace}/{sa_name}: {e}"),
+            );
         }
     };
     match mutate::mutate(&pod, &sa, &namespace, &admission.settings) {
@@ -202,18 +236,25 @@ pub async fn serve(
         let what = format!("{namespace}/{secret}");
         let token = shutdown.clone();
         async move {
-            crate::certs::follow::follow_secret(client, &namespace, &secret, token, |data| match resolver.load(data) {
-                Ok(()) => {
-                    tracing::info!(secret = %what, "webhook serving certificate loaded");
-                    if let Some(r) = &ready {
-                        r.set(true);
+            crate::certs::follow::follow_secret(client, &namespace, &secret, token, |data| {
+                match resolver.load(data) {
+                    Ok(()) => {
+                        tracing::info!(secret = %what, "webhook serving certificate loaded");
+                        if let Some(r) = &ready {
+                            r.set(true);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(secret = %what, error = %e, "keeping the previous webhook certificate");
                     }
                 }
-                Err(e) => tracing::warn!(secret = %what, error = %e, "keeping the previous webhook certificate"),
             })
             .await;
         }
     };
-    tokio::join!(follower, crate::serve::serve(listener, router, Some(Arc::new(config)), shutdown));
+    tokio::join!(
+        follower,
+        crate::serve::serve(listener, router, Some(Arc::new(config)), shutdown)
+    );
     Ok(())
 }
