@@ -22,7 +22,10 @@ impl Health {
     /// Registers a check, initially not ready, and returns its handle.
     pub fn check(&self, name: &str) -> ReadyFlag {
         self.checks.lock().insert(name.to_owned(), false);
-        ReadyFlag { health: self.clone(), name: name.to_owned() }
+        ReadyFlag {
+            health: self.clone(),
+            name: name.to_owned(),
+        }
     }
 
     /// Whether every check is ready.
@@ -32,7 +35,12 @@ impl Health {
 
     /// The checks that are not ready.
     pub fn not_ready(&self) -> Vec<String> {
-        self.checks.lock().iter().filter(|(_, ready)| !**ready).map(|(name, _)| name.clone()).collect()
+        self.checks
+            .lock()
+            .iter()
+            .filter(|(_, ready)| !**ready)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 
@@ -67,7 +75,10 @@ pub fn router(registry: Arc<Registry>, health: Health) -> Router {
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         crate::metrics::encode(&state.registry),
     )
 }
@@ -77,7 +88,10 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     if missing.is_empty() {
         (StatusCode::OK, "ok\n".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", missing.join(", ")))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", missing.join(", ")),
+        )
     }
 }
 

@@ -102,7 +102,11 @@ pub struct AzureArgs {
     #[arg(long, env = "IDBIND_AZURE_CLIENT_SECRET", hide_env_values = true)]
     pub azure_client_secret: Option<String>,
     /// File holding the client secret (e.g. a mounted Secret).
-    #[arg(long, env = "IDBIND_AZURE_CLIENT_SECRET_FILE", conflicts_with = "azure_client_secret")]
+    #[arg(
+        long,
+        env = "IDBIND_AZURE_CLIENT_SECRET_FILE",
+        conflicts_with = "azure_client_secret"
+    )]
     pub azure_client_secret_file: Option<PathBuf>,
     /// Federated token file for workload identity.
     #[arg(long, env = "IDBIND_AZURE_FEDERATED_TOKEN_FILE")]
@@ -197,7 +201,11 @@ pub struct IssuerArgs {
 #[derive(Clone, Debug, ClapArgs)]
 pub struct KeyArgs {
     /// Secret (in `--namespace`) holding this cluster's signing keys.
-    #[arg(long, env = "IDBIND_SIGNING_KEY_SECRET", default_value = "idbind-signing-keys")]
+    #[arg(
+        long,
+        env = "IDBIND_SIGNING_KEY_SECRET",
+        default_value = "idbind-signing-keys"
+    )]
     pub signing_key_secret: String,
     /// Start a new key this long after the current one was activated.
     #[arg(long, env = "IDBIND_KEY_ROTATION_INTERVAL", value_parser = duration, default_value = "30d")]
@@ -337,7 +345,12 @@ mod tests {
             "custom",
         ])
         .unwrap();
-        assert_eq!(a.issuer.issuer_store, Some(StoreLocation::Blob("https://acct.blob.core.windows.net/issuer".into())));
+        assert_eq!(
+            a.issuer.issuer_store,
+            Some(StoreLocation::Blob(
+                "https://acct.blob.core.windows.net/issuer".into()
+            ))
+        );
         assert_eq!(a.reconcile.fic_gc, FicGc::Delete);
         assert_eq!(a.keys.key_rotation_interval, Duration::from_secs(43_200));
         assert_eq!(a.azure.azure_cloud, Cloud::Custom);
@@ -347,13 +360,23 @@ mod tests {
     fn bad_values_are_named() {
         let e = parse(&["--issuer-store", "s3://x"]).unwrap_err().to_string();
         assert!(e.contains("neither dir:<path> nor blob:"), "{e}");
-        let e = parse(&["--key-rotation-interval", "soon"]).unwrap_err().to_string();
-        assert!(e.contains("soon"), "{e}");
-        let e = Args::try_parse_from(["idbind-controller", "--cluster-name", "a", "--issuer-base-url", "http://x.example"])
+        let e = parse(&["--key-rotation-interval", "soon"])
             .unwrap_err()
             .to_string();
+        assert!(e.contains("soon"), "{e}");
+        let e = Args::try_parse_from([
+            "idbind-controller",
+            "--cluster-name",
+            "a",
+            "--issuer-base-url",
+            "http://x.example",
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("loopback"), "{e}");
-        let e = parse(&["--issuer-listen", "127.0.0.1:0"]).unwrap_err().to_string();
+        let e = parse(&["--issuer-listen", "127.0.0.1:0"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--issuer-dir"), "{e}");
     }
 }

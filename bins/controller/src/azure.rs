@@ -58,13 +58,22 @@ impl Azure {
                     ),
                 )
             } else {
-                classify(&e, &format!("read the identity {id}"), "Microsoft.ManagedIdentity/userAssignedIdentities/read", id)
+                classify(
+                    &e,
+                    &format!("read the identity {id}"),
+                    "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+                    id,
+                )
             }
         })
     }
 
     /// Ensures the one FIC for the identity; failures become a `FederatedCredentialReady` result.
-    pub async fn ensure_fic(&self, id: &IdentityResourceId, spec: &FicSpec) -> Result<EnsuredFic, StepResult> {
+    pub async fn ensure_fic(
+        &self,
+        id: &IdentityResourceId,
+        spec: &FicSpec,
+    ) -> Result<EnsuredFic, StepResult> {
         let result = self.fic.ensure(id, spec).await;
         match result {
             Ok(outcome) => {
@@ -72,8 +81,12 @@ impl Azure {
                 if created {
                     self.metrics.fic_write("create", true);
                 }
-                self.metrics.arm_call("ensure_fic", Some(if created { 201 } else { 200 }));
-                Ok(EnsuredFic { name: outcome.fic().name.clone(), created })
+                self.metrics
+                    .arm_call("ensure_fic", Some(if created { 201 } else { 200 }));
+                Ok(EnsuredFic {
+                    name: outcome.fic().name.clone(),
+                    created,
+                })
             }
             Err(crate::fic_interim::Error::LimitReached { existing, .. }) => {
                 self.metrics.arm_call("ensure_fic", Some(400));
@@ -101,7 +114,9 @@ impl Azure {
                         "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write",
                         id,
                     ),
-                    None => StepResult::failed(reason::ARM_ERROR, format!("{e}; idbind retries with backoff")),
+                    None => {
+                        StepResult::failed(reason::ARM_ERROR, format!("{e}; idbind retries with backoff"))
+                    }
                 })
             }
         }
@@ -116,7 +131,12 @@ fn status_of<T>(result: &idbind_arm::Result<T>) -> Option<u16> {
 }
 
 /// Turns an ARM failure into a step result: what failed, why, and what to do.
-pub fn classify(e: &idbind_arm::Error, action: &str, permission: &str, id: &IdentityResourceId) -> StepResult {
+pub fn classify(
+    e: &idbind_arm::Error,
+    action: &str,
+    permission: &str,
+    id: &IdentityResourceId,
+) -> StepResult {
     if e.is_credential() {
         return StepResult::failed(
             reason::ARM_AUTHENTICATION_FAILED,
@@ -149,6 +169,9 @@ pub fn classify(e: &idbind_arm::Error, action: &str, permission: &str, id: &Iden
             reason::ARM_UNAVAILABLE,
             format!("ARM could not be reached ({e}); idbind will retry with backoff."),
         ),
-        _ => StepResult::failed(reason::ARM_ERROR, format!("could not {action}: {e}; idbind retries with backoff.")),
+        _ => StepResult::failed(
+            reason::ARM_ERROR,
+            format!("could not {action}: {e}; idbind retries with backoff."),
+        ),
     }
 }

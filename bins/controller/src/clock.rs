@@ -49,7 +49,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock standing at `start`.
     pub fn new(start: Timestamp) -> Self {
-        Self { now: Arc::new(watch::Sender::new(start)) }
+        Self {
+            now: Arc::new(watch::Sender::new(start)),
+        }
     }
 
     /// Moves the clock forward by `by`.
@@ -67,7 +69,9 @@ impl ManualClock {
 
 impl fmt::Debug for ManualClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManualClock").field("now", &*self.now.borrow()).finish()
+        f.debug_struct("ManualClock")
+            .field("now", &*self.now.borrow())
+            .finish()
     }
 }
 

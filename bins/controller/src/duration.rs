@@ -14,7 +14,10 @@ use crate::{Error, Result};
 /// # Ok::<(), idbind_controller::Error>(())
 /// ```
 pub fn parse_duration(input: &str) -> Result<Duration> {
-    let err = |reason: &str| Error::InvalidDuration { input: input.to_owned(), reason: reason.to_owned() };
+    let err = |reason: &str| Error::InvalidDuration {
+        input: input.to_owned(),
+        reason: reason.to_owned(),
+    };
     let s = input.trim();
     if s.is_empty() {
         return Err(err("it is empty"));
@@ -26,7 +29,9 @@ pub fn parse_duration(input: &str) -> Result<Duration> {
         if digits == 0 {
             return Err(err("expected a number, like 30s, 15m, 2h or 7d"));
         }
-        let value: u64 = rest[..digits].parse().map_err(|_| err("the number is too large"))?;
+        let value: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| err("the number is too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
@@ -34,9 +39,18 @@ pub fn parse_duration(input: &str) -> Result<Duration> {
         let part = match unit {
             "ms" => Duration::from_millis(value),
             "s" => Duration::from_secs(value),
-            "m" => value.checked_mul(60).map(Duration::from_secs).ok_or_else(|| err("too large"))?,
-            "h" => value.checked_mul(3600).map(Duration::from_secs).ok_or_else(|| err("too large"))?,
-            "d" => value.checked_mul(86_400).map(Duration::from_secs).ok_or_else(|| err("too large"))?,
+            "m" => value
+                .checked_mul(60)
+                .map(Duration::from_secs)
+                .ok_or_else(|| err("too large"))?,
+            "h" => value
+                .checked_mul(3600)
+                .map(Duration::from_secs)
+                .ok_or_else(|| err("too large"))?,
+            "d" => value
+                .checked_mul(86_400)
+                .map(Duration::from_secs)
+                .ok_or_else(|| err("too large"))?,
             "" => return Err(err("a unit is missing (ms, s, m, h or d)")),
             _ => return Err(err(&format!("unknown unit '{unit}' (expected ms, s, m, h or d)"))),
         };

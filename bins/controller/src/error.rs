@@ -73,7 +73,10 @@ impl Error {
 
     /// A configuration error.
     pub fn config(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Config { what: what.into(), reason: reason.into() }
+        Self::Config {
+            what: what.into(),
+            reason: reason.into(),
+        }
     }
 
     /// A short, stable label of the error class for metrics.

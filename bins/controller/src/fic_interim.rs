@@ -61,7 +61,10 @@ pub struct FicManager {
 impl FicManager {
     /// A manager over `arm`.
     pub fn new(arm: ArmClient) -> Self {
-        Self { arm, locks: Arc::default() }
+        Self {
+            arm,
+            locks: Arc::default(),
+        }
     }
 
     fn lock(&self, id: &IdentityResourceId) -> Arc<tokio::sync::Mutex<()>> {
@@ -76,21 +79,32 @@ impl FicManager {
         loop {
             attempt += 1;
             let existing = self.arm.list_fics(id).await?;
-            if let Some(fic) = existing.iter().find(|f| spec.matches(&f.properties.issuer, &f.properties.subject)) {
-                return Ok(Ensured { fic: fic.clone(), created: false });
+            if let Some(fic) = existing
+                .iter()
+                .find(|f| spec.matches(&f.properties.issuer, &f.properties.subject))
+            {
+                return Ok(Ensured {
+                    fic: fic.clone(),
+                    created: false,
+                });
             }
             if existing.len() >= MAX_FICS_PER_IDENTITY {
                 return Err(Error::LimitReached { existing });
             }
             let name_taken = existing.iter().any(|f| f.name.eq_ignore_ascii_case(&spec.name));
-            let name = if name_taken { format!("{}-{}", spec.name, existing.len()) } else { spec.name.clone() };
+            let name = if name_taken {
+                format!("{}-{}", spec.name, existing.len())
+            } else {
+                spec.name.clone()
+            };
             match self.arm.put_fic(id, &name, &FicProperties::from(spec)).await {
                 Ok(fic) => return Ok(Ensured { fic, created: true }),
                 Err(e)
                     if attempt < 8
                         && (e.is_conflict()
                             || e.is_uncertain()
-                            || e.arm().is_some_and(idbind_arm::ArmError::is_duplicate_issuer_subject)) =>
+                            || e.arm()
+                                .is_some_and(idbind_arm::ArmError::is_duplicate_issuer_subject)) =>
                 {
                     tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
                 }
@@ -100,14 +114,22 @@ impl FicManager {
     }
 
     /// Deletes the FIC matching `spec` when `unused`; `Ok(false)` when there was none.
-    pub async fn delete_if_unused(&self, id: &IdentityResourceId, spec: &FicSpec, unused: bool) -> Result<bool, Error> {
+    pub async fn delete_if_unused(
+        &self,
+        id: &IdentityResourceId,
+        spec: &FicSpec,
+        unused: bool,
+    ) -> Result<bool, Error> {
         if !unused {
             return Ok(false);
         }
         let lock = self.lock(id);
         let _serial = lock.lock().await;
         let existing = self.arm.list_fics(id).await?;
-        let Some(fic) = existing.iter().find(|f| spec.matches(&f.properties.issuer, &f.properties.subject)) else {
+        let Some(fic) = existing
+            .iter()
+            .find(|f| spec.matches(&f.properties.issuer, &f.properties.subject))
+        else {
             return Ok(false);
         };
         Ok(self.arm.delete_fic(id, &fic.name).await?)

@@ -100,7 +100,14 @@ impl KeyManager {
         metrics: Arc<Metrics>,
     ) -> Self {
         let api = Api::namespaced(client, &settings.namespace);
-        Self { api, settings, keys, clock, targets, metrics }
+        Self {
+            api,
+            settings,
+            keys,
+            clock,
+            targets,
+            metrics,
+        }
     }
 
     /// Reads the key set, creating the Secret with a new key when it does not exist.
@@ -108,17 +115,29 @@ impl KeyManager {
     pub async fn load_or_create(&self) -> Result<(KeySet, String)> {
         let name = &self.settings.secret_name;
         let what = || format!("Secret {}/{name}", self.settings.namespace);
-        if let Some(found) = self.api.get_opt(name).await.map_err(Error::kube(format!("reading {}", what())))? {
+        if let Some(found) = self
+            .api
+            .get_opt(name)
+            .await
+            .map_err(Error::kube(format!("reading {}", what())))?
+        {
             return self.parse(&found);
         }
-        let keys = KeySet::generate(self.settings.cluster.clone(), self.clock.now())
-            .map_err(|e| Error::InvalidData { what: "new signing key".into(), reason: e.to_string() })?;
+        let keys = KeySet::generate(self.settings.cluster.clone(), self.clock.now()).map_err(|e| {
+            Error::InvalidData {
+                what: "new signing key".into(),
+                reason: e.to_string(),
+            }
+        })?;
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 namespace: Some(self.settings.namespace.clone()),
                 labels: Some(BTreeMap::from([
-                    (idbind_model::MANAGED_BY_LABEL.to_owned(), idbind_model::MANAGED_BY_VALUE.to_owned()),
+                    (
+                        idbind_model::MANAGED_BY_LABEL.to_owned(),
+                        idbind_model::MANAGED_BY_VALUE.to_owned(),
+                    ),
                     (SECRET_COMPONENT_LABEL.to_owned(), "signing-keys".to_owned()),
                 ])),
                 ..ObjectMeta::default()
@@ -135,7 +154,11 @@ impl KeyManager {
             }
             // Someone else created it first: use theirs.
             Err(kube::Error::Api(s)) if s.code == 409 => {
-                let found = self.api.get(name).await.map_err(Error::kube(format!("reading {}", what())))?;
+                let found = self
+                    .api
+                    .get(name)
+                    .await
+                    .map_err(Error::kube(format!("reading {}", what())))?;
                 self.parse(&found)
             }
             Err(e) => Err(Error::kube(format!("creating {}", what()))(e)),
@@ -143,10 +166,21 @@ impl KeyManager {
     }
 
     fn parse(&self, secret: &Secret) -> Result<(KeySet, String)> {
-        let what = format!("signing key Secret {}/{}", self.settings.namespace, self.settings.secret_name);
-        let data: BTreeMap<String, Vec<u8>> =
-            secret.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-        let keys = KeySet::from_secret_data(&data).map_err(|e| Error::InvalidData { what: what.clone(), reason: e.to_string() })?;
+        let what = format!(
+            "signing key Secret {}/{}",
+            self.settings.namespace, self.settings.secret_name
+        );
+        let data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        let keys = KeySet::from_secret_data(&data).map_err(|e| Error::InvalidData {
+            what: what.clone(),
+            reason: e.to_string(),
+        })?;
         if keys.cluster() != &self.settings.cluster {
             return Err(Error::InvalidData {
                 what,
@@ -165,29 +199,42 @@ impl KeyManager {
     /// first: the caller re-reads.
     async fn store(&self, keys: &KeySet, resource_version: &str) -> Result<String> {
         let name = &self.settings.secret_name;
-        let mut secret =
-            self.api.get(name).await.map_err(Error::kube(format!("reading Secret {name}")))?;
+        let mut secret = self
+            .api
+            .get(name)
+            .await
+            .map_err(Error::kube(format!("reading Secret {name}")))?;
         if secret.metadata.resource_version.as_deref() != Some(resource_version) {
-            return Err(Error::Conflict(format!("Secret {name} changed since it was read")));
+            return Err(Error::Conflict(format!(
+                "Secret {name} changed since it was read"
+            )));
         }
         secret.data = Some(to_data(keys));
         match self.api.replace(name, &PostParams::default(), &secret).await {
             Ok(written) => Ok(written.metadata.resource_version.unwrap_or_default()),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                Err(Error::Conflict(format!("Secret {name} changed since it was read")))
-            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!(
+                "Secret {name} changed since it was read"
+            ))),
             Err(e) => Err(Error::kube(format!("updating Secret {name}"))(e)),
         }
     }
 
     /// Takes the rotation step that is due now, if any: writes the Secret first (so no key is
     /// ever published that is not stored), then switches the shared key set. Returns the step.
-    pub async fn step_if_due(&self, keys: &mut KeySet, resource_version: &mut String) -> Result<Option<RotationStep>> {
+    pub async fn step_if_due(
+        &self,
+        keys: &mut KeySet,
+        resource_version: &mut String,
+    ) -> Result<Option<RotationStep>> {
         let now = self.clock.now();
-        let Some(step) = keys.next_step_due(now, &self.settings.policy) else { return Ok(None) };
+        let Some(step) = keys.next_step_due(now, &self.settings.policy) else {
+            return Ok(None);
+        };
         let mut next = keys.clone();
-        next.apply(step, now)
-            .map_err(|e| Error::InvalidData { what: "key rotation".into(), reason: e.to_string() })?;
+        next.apply(step, now).map_err(|e| Error::InvalidData {
+            what: "key rotation".into(),
+            reason: e.to_string(),
+        })?;
         *resource_version = self.store(&next, resource_version).await?;
         tracing::info!(cluster = %self.settings.cluster, %step, kid = next.signing_key().kid(), "key rotation step");
         self.metrics.rotation_step(&step.to_string());
@@ -233,7 +280,10 @@ impl KeyManager {
             if published.as_ref() != Some(&kids) {
                 let failed = self.targets.publish_all(&self.keys).await;
                 if failed > 0 {
-                    tracing::warn!(failed, "could not publish the signing keys to every bound identity; retrying");
+                    tracing::warn!(
+                        failed,
+                        "could not publish the signing keys to every bound identity; retrying"
+                    );
                     return Ok(Wake::After(self.settings.retry_delay));
                 }
                 *published = Some(kids);
@@ -252,5 +302,8 @@ enum Wake {
 }
 
 fn to_data(keys: &KeySet) -> BTreeMap<String, ByteString> {
-    keys.to_secret_data().into_iter().map(|(k, v)| (k, ByteString(v))).collect()
+    keys.to_secret_data()
+        .into_iter()
+        .map(|(k, v)| (k, ByteString(v)))
+        .collect()
 }

@@ -56,7 +56,13 @@ impl LeaderElector {
     /// An elector for the Lease described by `settings`.
     pub fn new(client: kube::Client, settings: LeaseSettings) -> Self {
         let api = Api::namespaced(client, &settings.namespace);
-        Self { api, settings, observed: None, leader: watch::Sender::new(false), ready: None }
+        Self {
+            api,
+            settings,
+            observed: None,
+            leader: watch::Sender::new(false),
+            ready: None,
+        }
     }
 
     /// Marks `flag` ready once an election attempt got an answer from the API server.
@@ -84,9 +90,13 @@ impl LeaderElector {
     /// `Ok(false)` when someone else validly does or a concurrent write won.
     pub async fn try_acquire_or_renew(&mut self) -> Result<bool> {
         let now = Timestamp::now();
-        let lease = match self.api.get_opt(&self.settings.name).await.map_err(Error::kube("reading the Lease"))? {
-            None => return self.create(now).await,
-            Some(lease) => lease,
+        let Some(lease) = self
+            .api
+            .get_opt(&self.settings.name)
+            .await
+            .map_err(Error::kube("reading the Lease"))?
+        else {
+            return self.create(now).await;
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
@@ -101,7 +111,12 @@ impl LeaderElector {
             .as_ref()
             .is_none_or(|o| o.holder != holder || o.renew_time != renew_time || o.duration != duration);
         if changed {
-            self.observed = Some(Observed { holder: holder.clone(), renew_time, duration, at: Instant::now() });
+            self.observed = Some(Observed {
+                holder: holder.clone(),
+                renew_time,
+                duration,
+                at: Instant::now(),
+            });
         }
         let mine = holder.as_deref() == Some(self.settings.identity.as_str());
         if let (Some(_), false) = (&holder, mine) {
@@ -120,7 +135,11 @@ impl LeaderElector {
         new_spec.renew_time = Some(MicroTime(now));
         let mut updated = lease;
         updated.spec = Some(new_spec);
-        match self.api.replace(&self.settings.name, &PostParams::default(), &updated).await {
+        match self
+            .api
+            .replace(&self.settings.name, &PostParams::default(), &updated)
+            .await
+        {
             Ok(written) => {
                 self.remember(&written);
                 Ok(true)
@@ -169,12 +188,17 @@ impl LeaderElector {
     /// Gives the Lease up if this candidate holds it, so a successor can take over at once.
     pub async fn release(&mut self) -> Result<()> {
         self.leader.send_replace(false);
-        let Some(mut lease) =
-            self.api.get_opt(&self.settings.name).await.map_err(Error::kube("reading the Lease"))?
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.settings.name)
+            .await
+            .map_err(Error::kube("reading the Lease"))?
         else {
             return Ok(());
         };
-        let Some(spec) = lease.spec.as_mut() else { return Ok(()) };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
         if spec.holder_identity.as_deref() != Some(self.settings.identity.as_str()) {
             return Ok(());
         }
@@ -183,7 +207,11 @@ impl LeaderElector {
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(now.clone());
         spec.acquire_time = Some(now);
-        match self.api.replace(&self.settings.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.settings.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
             Err(e) => Err(Error::kube("releasing the Lease")(e)),

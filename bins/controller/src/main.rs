@@ -20,7 +20,10 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutdown requested; releasing the Lease");
         token.cancel();
     });
-    running.wait().await.context("idbind-controller stopped with an error")?;
+    running
+        .wait()
+        .await
+        .context("idbind-controller stopped with an error")?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -28,7 +31,9 @@ async fn main() -> anyhow::Result<()> {
 fn init_logging(args: &Args) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&args.log.log)
         .with_context(|| format!("invalid --log filter {:?}", args.log.log))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match args.log.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Plain => builder.init(),

@@ -88,16 +88,56 @@ impl Metrics {
             bindings: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("idbind_controller");
-        r.register("reconciles", "IdentityBinding reconciles by result", m.reconciles.clone());
-        r.register("reconcile_errors", "Failed reconciles by error class", m.reconcile_errors.clone());
-        r.register("reconcile_duration_seconds", "Duration of one reconcile", m.reconcile_duration.clone());
-        r.register("arm_requests", "ARM calls by operation and HTTP status", m.arm_requests.clone());
-        r.register("fic_writes", "Federated identity credential writes", m.fic_writes.clone());
-        r.register("jwks_writes", "Issuer document writes (publish and withdraw)", m.jwks_writes.clone());
-        r.register("key_rotation_steps", "Signing key rotation steps taken", m.key_rotations.clone());
-        r.register("leader", "1 while this replica holds the leader Lease", m.leader.clone());
-        r.register("bindings_ready", "IdentityBindings that are Ready", m.bindings_ready.clone());
-        r.register("bindings", "IdentityBindings seen by the reconciler", m.bindings.clone());
+        r.register(
+            "reconciles",
+            "IdentityBinding reconciles by result",
+            m.reconciles.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Failed reconciles by error class",
+            m.reconcile_errors.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            m.reconcile_duration.clone(),
+        );
+        r.register(
+            "arm_requests",
+            "ARM calls by operation and HTTP status",
+            m.arm_requests.clone(),
+        );
+        r.register(
+            "fic_writes",
+            "Federated identity credential writes",
+            m.fic_writes.clone(),
+        );
+        r.register(
+            "jwks_writes",
+            "Issuer document writes (publish and withdraw)",
+            m.jwks_writes.clone(),
+        );
+        r.register(
+            "key_rotation_steps",
+            "Signing key rotation steps taken",
+            m.key_rotations.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            m.leader.clone(),
+        );
+        r.register(
+            "bindings_ready",
+            "IdentityBindings that are Ready",
+            m.bindings_ready.clone(),
+        );
+        r.register(
+            "bindings",
+            "IdentityBindings seen by the reconciler",
+            m.bindings.clone(),
+        );
         m
     }
 
@@ -110,13 +150,22 @@ impl Metrics {
 
     /// Counts one failed reconcile by class.
     pub fn reconcile_failed(&self, error: &str) {
-        self.reconcile_errors.get_or_create(&ErrorLabels { error: error.to_owned() }).inc();
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                error: error.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts one ARM call.
     pub fn arm_call(&self, operation: &str, status: Option<u16>) {
         let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
-        self.arm_requests.get_or_create(&ArmLabels { operation: operation.to_owned(), status }).inc();
+        self.arm_requests
+            .get_or_create(&ArmLabels {
+                operation: operation.to_owned(),
+                status,
+            })
+            .inc();
     }
 
     /// Counts one FIC write.
@@ -131,12 +180,19 @@ impl Metrics {
 
     /// Counts one key rotation step.
     pub fn rotation_step(&self, step: &str) {
-        self.key_rotations.get_or_create(&StepLabels { step: step.to_owned() }).inc();
+        self.key_rotations
+            .get_or_create(&StepLabels {
+                step: step.to_owned(),
+            })
+            .inc();
     }
 }
 
 fn write_labels(operation: &str, ok: bool) -> WriteLabels {
-    WriteLabels { operation: operation.to_owned(), result: if ok { "success" } else { "error" }.to_owned() }
+    WriteLabels {
+        operation: operation.to_owned(),
+        result: if ok { "success" } else { "error" }.to_owned(),
+    }
 }
 
 /// Encodes `registry` in the Prometheus text format.

@@ -61,7 +61,9 @@ pub struct PublishTargets {
 
 impl std::fmt::Debug for PublishTargets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PublishTargets").field("cluster", &self.cluster).finish_non_exhaustive()
+        f.debug_struct("PublishTargets")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,7 +77,15 @@ impl PublishTargets {
         cluster: ClusterName,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { store, publisher, cluster, locks: Arc::default(), metrics, concurrency: 8, synced }
+        Self {
+            store,
+            publisher,
+            cluster,
+            locks: Arc::default(),
+            metrics,
+            concurrency: 8,
+            synced,
+        }
     }
 
     /// The publisher.
@@ -112,7 +122,10 @@ impl PublishTargets {
             b.metadata.deletion_timestamp.is_none()
                 && b.uid().as_deref() != except_uid
                 && (IdentityKey::of(b) == Some(id)
-                    || b.spec.managed_identity.resource_id.eq_ignore_ascii_case(resource_id))
+                    || b.spec
+                        .managed_identity
+                        .resource_id
+                        .eq_ignore_ascii_case(resource_id))
         })
     }
 
@@ -126,7 +139,10 @@ impl PublishTargets {
     async fn publish_locked(&self, id: IdentityKey, keys: &Keys) -> Result<PublishOutcome, PublishError> {
         let guard = keys.read().await;
         let set: &KeySet = guard.as_deref().ok_or(PublishError::KeysNotLoaded)?;
-        let result = self.publisher.publish(&id.tenant, &id.client, &self.cluster, &set.published_keys()).await;
+        let result = self
+            .publisher
+            .publish(&id.tenant, &id.client, &self.cluster, &set.published_keys())
+            .await;
         match &result {
             Ok(o) if o.changed() => self.metrics.jwks_write("publish", true),
             Ok(_) => {}
@@ -175,7 +191,10 @@ impl PublishTargets {
         if self.bound_elsewhere(id, resource_id, except_uid) {
             return Ok(None);
         }
-        let result = self.publisher.withdraw(&id.tenant, &id.client, &self.cluster).await;
+        let result = self
+            .publisher
+            .withdraw(&id.tenant, &id.client, &self.cluster)
+            .await;
         match &result {
             Ok(o) if o.jwks_written => self.metrics.jwks_write("withdraw", true),
             Ok(_) => {}

@@ -5,7 +5,9 @@
 //! binding keeps what the others grant, and Kubernetes garbage-collects the objects if every
 //! owner disappears without the finalizer running.
 
-use idbind_model::{AllowedSubject, ClientId, IdentityBinding, MANAGED_BY_LABEL, MANAGED_BY_VALUE, rbac_object_name};
+use idbind_model::{
+    AllowedSubject, ClientId, IdentityBinding, MANAGED_BY_LABEL, MANAGED_BY_VALUE, rbac_object_name,
+};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -62,7 +64,11 @@ pub async fn sync(
     owners.sort_by(|a, b| a.uid.cmp(&b.uid));
     owners.dedup_by(|a, b| a.uid == b.uid);
     let generated = idbind_rbac::generate(client_id, subjects);
-    let count = generated.cluster_role_binding.subjects.as_ref().map_or(0, Vec::len);
+    let count = generated
+        .cluster_role_binding
+        .subjects
+        .as_ref()
+        .map_or(0, Vec::len);
     let mut role = generated.cluster_role;
     role.metadata.owner_references = Some(owners.clone());
     let mut binding = generated.cluster_role_binding;
@@ -83,7 +89,10 @@ pub async fn sync(
         Applied::Conflict(m) => return Ok(RbacOutcome::Conflict(m)),
         Applied::Done(changed) => changed,
     };
-    Ok(RbacOutcome::Generated { subjects: count, changed: role_changed || binding_changed })
+    Ok(RbacOutcome::Generated {
+        subjects: count,
+        changed: role_changed || binding_changed,
+    })
 }
 
 enum Applied {
@@ -92,7 +101,11 @@ enum Applied {
 }
 
 fn is_ours(meta: &ObjectMeta) -> bool {
-    meta.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).map(String::as_str) == Some(MANAGED_BY_VALUE)
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .map(String::as_str)
+        == Some(MANAGED_BY_VALUE)
 }
 
 async fn apply<K>(
@@ -107,9 +120,15 @@ where
 {
     // A stale read loses against a concurrent write (409): re-read and try again a few times.
     for _ in 0..5 {
-        let existing = api.get_opt(name).await.map_err(Error::kube(format!("reading {kind} {name}")))?;
+        let existing = api
+            .get_opt(name)
+            .await
+            .map_err(Error::kube(format!("reading {kind} {name}")))?;
         let result = match existing {
-            None => api.create(&PostParams::default(), &want).await.map(|_| Applied::Done(true)),
+            None => api
+                .create(&PostParams::default(), &want)
+                .await
+                .map(|_| Applied::Done(true)),
             Some(have) => {
                 if !is_ours(have.meta()) {
                     return Ok(Applied::Conflict(format!(
@@ -124,7 +143,9 @@ where
                     return Ok(Applied::Done(false));
                 }
                 want.meta_mut().resource_version = have.meta().resource_version.clone();
-                api.replace(name, &PostParams::default(), &want).await.map(|_| Applied::Done(true))
+                api.replace(name, &PostParams::default(), &want)
+                    .await
+                    .map(|_| Applied::Done(true))
             }
         };
         match result {
@@ -133,14 +154,20 @@ where
             Err(e) => return Err(Error::kube(format!("writing {kind} {name}"))(e)),
         }
     }
-    Err(Error::Conflict(format!("{kind} {name} kept changing while idbind updated it")))
+    Err(Error::Conflict(format!(
+        "{kind} {name} kept changing while idbind updated it"
+    )))
 }
 
 async fn delete_if_ours<K>(api: &Api<K>, name: &str, kind: &str) -> Result<()>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let Some(existing) = api.get_opt(name).await.map_err(Error::kube(format!("reading {kind} {name}")))? else {
+    let Some(existing) = api
+        .get_opt(name)
+        .await
+        .map_err(Error::kube(format!("reading {kind} {name}")))?
+    else {
         return Ok(());
     };
     if !is_ours(existing.meta()) {
@@ -158,8 +185,10 @@ where
 
 /// The union of `allowedSubjects` of `bindings`.
 pub fn union_subjects<'a>(bindings: impl IntoIterator<Item = &'a IdentityBinding>) -> Vec<AllowedSubject> {
-    let mut all: Vec<AllowedSubject> =
-        bindings.into_iter().flat_map(|b| b.spec.allowed_subjects.iter().cloned()).collect();
+    let mut all: Vec<AllowedSubject> = bindings
+        .into_iter()
+        .flat_map(|b| b.spec.allowed_subjects.iter().cloned())
+        .collect();
     all.sort();
     all.dedup();
     all

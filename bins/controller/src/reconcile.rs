@@ -12,7 +12,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use idbind_issuer::ClusterName;
 use idbind_model::{
-    ClientId, FederatedCredentialStatus, FicSpec, IdentityBinding, IdentityResourceId, IssuerBaseUrl, TenantId,
+    ClientId, FederatedCredentialStatus, FicSpec, IdentityBinding, IdentityResourceId, IssuerBaseUrl,
+    TenantId,
 };
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -42,7 +43,7 @@ const KEYS_WAIT: Duration = Duration::from_secs(5);
 pub enum Step {
     /// The identity was read from ARM (successfully or not).
     IdentityResolved,
-    /// The FIC was ensured (successfully or not).
+    /// The FIC is in place (called only when ensuring it succeeded).
     FederatedCredential,
     /// The keys were published (successfully or not).
     Published,
@@ -153,7 +154,10 @@ impl Context {
     /// The retry delay after the `n`th consecutive failure: doubling from the minimum, capped.
     pub fn backoff(&self, failures: u32) -> Duration {
         let exp = failures.saturating_sub(1).min(20);
-        self.settings.backoff_min.saturating_mul(1u32 << exp).min(self.settings.backoff_max)
+        self.settings
+            .backoff_min
+            .saturating_mul(1u32 << exp)
+            .min(self.settings.backoff_max)
     }
 
     fn track_ready(&self, key: &str, ready: Option<bool>) {
@@ -166,8 +170,12 @@ impl Context {
                 map.remove(key);
             }
         }
-        self.metrics.bindings.set(i64::try_from(map.len()).unwrap_or(i64::MAX));
-        self.metrics.bindings_ready.set(i64::try_from(map.values().filter(|r| **r).count()).unwrap_or(i64::MAX));
+        self.metrics
+            .bindings
+            .set(i64::try_from(map.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .bindings_ready
+            .set(i64::try_from(map.values().filter(|r| **r).count()).unwrap_or(i64::MAX));
     }
 
     async fn hook(&self, name: &str, step: Step) {
@@ -204,7 +212,8 @@ pub async fn reconcile(binding: Arc<IdentityBinding>, ctx: Arc<Context>) -> Resu
     let started = tokio::time::Instant::now();
     let key = binding.uid().unwrap_or_else(|| binding.name_any());
     let result = with_finalizer(&binding, &ctx).await;
-    ctx.metrics.reconciled(result.is_ok(), started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconciled(result.is_ok(), started.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.failures.lock().remove(&key);
     }
@@ -212,6 +221,7 @@ pub async fn reconcile(binding: Arc<IdentityBinding>, ctx: Arc<Context>) -> Resu
 }
 
 /// Requeues a failed binding with per-object exponential backoff.
+#[allow(clippy::needless_pass_by_value)] // the signature kube-runtime's Controller::run expects
 pub fn error_policy(binding: Arc<IdentityBinding>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let key = binding.uid().unwrap_or_else(|| binding.name_any());
     let n = {
@@ -243,7 +253,9 @@ async fn with_finalizer(binding: &IdentityBinding, ctx: &Context) -> Result<Acti
             });
             api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
-                .map_err(Error::kube(format!("adding the finalizer to IdentityBinding {name}")))?;
+                .map_err(Error::kube(format!(
+                    "adding the finalizer to IdentityBinding {name}"
+                )))?;
             Ok(Action::await_change())
         }
         (Some(_), false) => apply(binding, ctx).await,
@@ -253,12 +265,19 @@ async fn with_finalizer(binding: &IdentityBinding, ctx: &Context) -> Result<Acti
                 { "op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER },
                 { "op": "remove", "path": format!("/metadata/finalizers/{i}") },
             ]);
-            let patch: json_patch::Patch = serde_json::from_value(patch)
-                .map_err(|e| Error::InvalidData { what: "finalizer patch".into(), reason: e.to_string() })?;
-            match api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+            let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| Error::InvalidData {
+                what: "finalizer patch".into(),
+                reason: e.to_string(),
+            })?;
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                .await
+            {
                 Ok(_) => Ok(action),
                 Err(kube::Error::Api(s)) if s.code == 404 => Ok(action),
-                Err(e) => Err(Error::kube(format!("removing the finalizer of IdentityBinding {name}"))(e)),
+                Err(e) => Err(Error::kube(format!(
+                    "removing the finalizer of IdentityBinding {name}"
+                ))(e)),
             }
         }
     }
@@ -288,15 +307,22 @@ async fn apply(binding: &IdentityBinding, ctx: &Context) -> Result<Action> {
         let patch = serde_json::json!({ "status": status });
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(Error::kube(format!("writing the status of IdentityBinding {name}")))?;
+            .map_err(Error::kube(format!(
+                "writing the status of IdentityBinding {name}"
+            )))?;
     }
     ctx.hook(&name, Step::Status).await;
     let old = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
     for t in transitions(old, &status.conditions) {
-        let type_ = if t.ok { EventType::Normal } else { EventType::Warning };
+        let type_ = if t.ok {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
         let interesting = !t.ok || t.type_ == idbind_model::condition::READY;
         if interesting {
-            ctx.event(binding, type_, &t.reason, format!("{}: {}", t.type_, t.message)).await;
+            ctx.event(binding, type_, &t.reason, format!("{}: {}", t.type_, t.message))
+                .await;
         }
     }
     let key = binding.uid().unwrap_or_else(|| name.clone());
@@ -340,11 +366,23 @@ async fn reconcile_steps(
     facts.oidc_issuer_url = Some(issuer.clone());
     let identity_step = StepResult::ok(
         reason::RESOLVED,
-        format!("identity {} has client id {client} in tenant {tenant}", identity.name),
+        format!(
+            "identity {} has client id {client} in tenant {tenant}",
+            identity.name
+        ),
     );
 
-    let fic_step = match FicSpec::derive(&ctx.settings.fic_name, &ctx.settings.issuer_base, id, &tenant, &client) {
-        Err(e) => StepResult::failed(reason::ARM_ERROR, format!("the FIC cannot be derived: {e}; fix --fic-name")),
+    let fic_step = match FicSpec::derive(
+        &ctx.settings.fic_name,
+        &ctx.settings.issuer_base,
+        id,
+        &tenant,
+        &client,
+    ) {
+        Err(e) => StepResult::failed(
+            reason::ARM_ERROR,
+            format!("the FIC cannot be derived: {e}; fix --fic-name"),
+        ),
         Ok(spec) => match ctx.azure.ensure_fic(id, &spec).await {
             Ok(fic) => {
                 facts.federated_credential = Some(FederatedCredentialStatus {
@@ -355,19 +393,27 @@ async fn reconcile_steps(
                 if fic.created {
                     StepResult::ok(
                         reason::FIC_CREATED,
-                        format!("created federated identity credential {} trusting {}", fic.name, spec.issuer),
+                        format!(
+                            "created federated identity credential {} trusting {}",
+                            fic.name, spec.issuer
+                        ),
                     )
                 } else {
                     StepResult::ok(
                         reason::FIC_EXISTS,
-                        format!("federated identity credential {} trusts {}", fic.name, spec.issuer),
+                        format!(
+                            "federated identity credential {} trusts {}",
+                            fic.name, spec.issuer
+                        ),
                     )
                 }
             }
             Err(step) => step,
         },
     };
-    ctx.hook(&name, Step::FederatedCredential).await;
+    if fic_step.ok {
+        ctx.hook(&name, Step::FederatedCredential).await;
+    }
 
     let issuer_step = publish(ctx, IdentityKey { tenant, client }, &issuer).await;
     ctx.hook(&name, Step::Published).await;
@@ -375,11 +421,19 @@ async fn reconcile_steps(
     let rbac_step = sync_rbac(binding, ctx, &client).await;
     ctx.hook(&name, Step::Rbac).await;
 
-    Outcome { identity: identity_step, federated_credential: fic_step, issuer: issuer_step, rbac: rbac_step }
+    Outcome {
+        identity: identity_step,
+        federated_credential: fic_step,
+        issuer: issuer_step,
+        rbac: rbac_step,
+    }
 }
 
 async fn publish(ctx: &Context, id: IdentityKey, issuer: &str) -> StepResult {
-    if tokio::time::timeout(KEYS_WAIT, ctx.keys.wait_loaded()).await.is_err() {
+    if tokio::time::timeout(KEYS_WAIT, ctx.keys.wait_loaded())
+        .await
+        .is_err()
+    {
         return StepResult::failed(
             reason::SIGNING_KEYS_NOT_READY,
             format!(
@@ -398,7 +452,10 @@ async fn publish(ctx: &Context, id: IdentityKey, issuer: &str) -> StepResult {
         ),
         Err(PublishError::KeysNotLoaded) => StepResult::failed(
             reason::SIGNING_KEYS_NOT_READY,
-            format!("this cluster's signing keys (Secret {}) are not loaded yet", ctx.settings.key_secret),
+            format!(
+                "this cluster's signing keys (Secret {}) are not loaded yet",
+                ctx.settings.key_secret
+            ),
         ),
         Err(PublishError::Issuer(e @ idbind_issuer::Error::TooManyKeys { .. })) => {
             StepResult::failed(reason::JWKS_KEY_LIMIT, format!("cannot publish to {issuer}: {e}"))
@@ -426,7 +483,9 @@ fn siblings(ctx: &Context, client: &ClientId, except_uid: Option<&str>) -> Vec<A
 async fn sync_rbac(binding: &IdentityBinding, ctx: &Context, client: &ClientId) -> StepResult {
     let uid = binding.uid();
     let others = siblings(ctx, client, uid.as_deref());
-    let all: Vec<&IdentityBinding> = std::iter::once(binding).chain(others.iter().map(|b| &**b)).collect();
+    let all: Vec<&IdentityBinding> = std::iter::once(binding)
+        .chain(others.iter().map(|b| &**b))
+        .collect();
     let subjects = rbac::union_subjects(all.iter().copied());
     let owners = all.iter().filter_map(|b| rbac::owner_reference(b)).collect();
     let name = idbind_model::rbac_object_name(client);
@@ -460,7 +519,10 @@ async fn cleanup(binding: &IdentityBinding, ctx: &Context) -> Result<Action> {
         None => match binding.identity_id() {
             Err(_) => None,
             Ok(id) => match ctx.azure.resolve(&id).await {
-                Ok(identity) => Some(IdentityKey { tenant: identity.tenant_id, client: identity.client_id }),
+                Ok(identity) => Some(IdentityKey {
+                    tenant: identity.tenant_id,
+                    client: identity.client_id,
+                }),
                 Err(step) if step.reason == reason::IDENTITY_NOT_FOUND => None,
                 Err(step) => {
                     return Err(Error::NotReady {
@@ -474,10 +536,19 @@ async fn cleanup(binding: &IdentityBinding, ctx: &Context) -> Result<Action> {
     };
     let mut notes = Vec::new();
     if let Some(key) = key {
-        match ctx.targets.withdraw_unless_bound(key, &resource_id, uid.as_deref()).await {
-            Ok(None) => notes.push("kept this cluster's keys: another binding of this cluster uses the identity".to_owned()),
+        match ctx
+            .targets
+            .withdraw_unless_bound(key, &resource_id, uid.as_deref())
+            .await
+        {
+            Ok(None) => notes.push(
+                "kept this cluster's keys: another binding of this cluster uses the identity".to_owned(),
+            ),
             Ok(Some(w)) => {
-                notes.push(format!("withdrew this cluster's keys from {} ({} keys remain)", w.issuer, w.remaining_keys));
+                notes.push(format!(
+                    "withdrew this cluster's keys from {} ({} keys remain)",
+                    w.issuer, w.remaining_keys
+                ));
                 if ctx.settings.fic_gc == FicGc::Delete
                     && let Ok(id) = binding.identity_id()
                 {
@@ -498,22 +569,41 @@ async fn cleanup(binding: &IdentityBinding, ctx: &Context) -> Result<Action> {
         rbac::sync(&ctx.client, &key.client, &subjects, owners).await?;
     }
     ctx.track_ready(&uid.unwrap_or_else(|| name.clone()), None);
-    ctx.event(binding, EventType::Normal, "Unbound", notes.join("; ")).await;
+    ctx.event(binding, EventType::Normal, "Unbound", notes.join("; "))
+        .await;
     tracing::info!(binding = %name, "cleaned up");
     Ok(Action::await_change())
 }
 
-async fn gc_fic(ctx: &Context, id: &IdentityResourceId, tenant: TenantId, client: ClientId) -> Result<String> {
-    let spec = FicSpec::derive(&ctx.settings.fic_name, &ctx.settings.issuer_base, id, &tenant, &client)
-        .map_err(|e| Error::config("--fic-name", e.to_string()))?;
-    let jwks = ctx.targets.publisher().read_jwks(&tenant, &client).await.map_err(|e| Error::NotReady {
-        condition: "Cleanup".to_owned(),
-        reason: reason::ISSUER_STORE_UNAVAILABLE.to_owned(),
-        message: format!("could not read the JWKS to decide on FIC deletion: {e}"),
-    })?;
+async fn gc_fic(
+    ctx: &Context,
+    id: &IdentityResourceId,
+    tenant: TenantId,
+    client: ClientId,
+) -> Result<String> {
+    let spec = FicSpec::derive(
+        &ctx.settings.fic_name,
+        &ctx.settings.issuer_base,
+        id,
+        &tenant,
+        &client,
+    )
+    .map_err(|e| Error::config("--fic-name", e.to_string()))?;
+    let jwks = ctx
+        .targets
+        .publisher()
+        .read_jwks(&tenant, &client)
+        .await
+        .map_err(|e| Error::NotReady {
+            condition: "Cleanup".to_owned(),
+            reason: reason::ISSUER_STORE_UNAVAILABLE.to_owned(),
+            message: format!("could not read the JWKS to decide on FIC deletion: {e}"),
+        })?;
     let remaining = jwks.map_or(0, |j| j.keys.len());
     if remaining > 0 {
-        return Ok(format!("kept the FIC: {remaining} key(s) of other clusters remain in the JWKS"));
+        return Ok(format!(
+            "kept the FIC: {remaining} key(s) of other clusters remain in the JWKS"
+        ));
     }
     match ctx.azure.fic().delete_if_unused(id, &spec, remaining == 0).await {
         Ok(true) => {

@@ -135,7 +135,8 @@ impl RuntimeBuilder {
         F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
     {
-        self.tasks.push((name.to_owned(), Box::new(move |ctx| Box::pin(task(ctx)))));
+        self.tasks
+            .push((name.to_owned(), Box::new(move |ctx| Box::pin(task(ctx)))));
         self
     }
 
@@ -146,7 +147,8 @@ impl RuntimeBuilder {
         F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
     {
-        self.leader_tasks.push((name.to_owned(), Box::new(move |ctx| Box::pin(task(ctx)))));
+        self.leader_tasks
+            .push((name.to_owned(), Box::new(move |ctx| Box::pin(task(ctx)))));
         self
     }
 
@@ -164,7 +166,11 @@ impl RuntimeBuilder {
             None => setup::credential(&args.azure, &cloud)?,
         };
         let arm = setup::arm_client(&args.azure, cloud, credential, &metrics)?;
-        let azure = Azure::new(arm.clone(), crate::fic_interim::FicManager::new(arm), metrics.clone());
+        let azure = Azure::new(
+            arm.clone(),
+            crate::fic_interim::FicManager::new(arm),
+            metrics.clone(),
+        );
         let store = match self.store {
             Some(s) => s,
             None => setup::issuer_store(&args.issuer)?,
@@ -187,7 +193,9 @@ impl RuntimeBuilder {
                 let tls = match (&args.issuer.issuer_tls_cert, &args.issuer.issuer_tls_key) {
                     (Some(cert), Some(key)) => {
                         let resolver = idbind_tls::ReloadingCertResolver::new(cert.clone(), key.clone())
-                            .map_err(|e| Error::config("--issuer-tls-cert/--issuer-tls-key", e.to_string()))?;
+                            .map_err(|e| {
+                                Error::config("--issuer-tls-cert/--issuer-tls-key", e.to_string())
+                            })?;
                         let config = idbind_tls::server_config_with_resolver(Arc::new(resolver))
                             .map_err(|e| Error::config("issuer TLS", e.to_string()))?;
                         Some(Arc::new(config))
@@ -202,9 +210,15 @@ impl RuntimeBuilder {
 
         let client = match self.client {
             Some(c) => c,
-            None => kube::Client::try_default().await.map_err(Error::kube("connecting to the Kubernetes API"))?,
+            None => kube::Client::try_default()
+                .await
+                .map_err(Error::kube("connecting to the Kubernetes API"))?,
         };
-        let identity = args.leader.leader_identity.clone().unwrap_or_else(default_identity);
+        let identity = args
+            .leader
+            .leader_identity
+            .clone()
+            .unwrap_or_else(default_identity);
         let elector = LeaderElector::new(
             client.clone(),
             LeaseSettings {
@@ -276,16 +290,31 @@ impl RuntimeBuilder {
         let token = shutdown.clone();
         let task = tokio::spawn(supervise(set, token));
         tracing::info!(%admin_addr, issuer = ?issuer_addr, "idbind-controller started");
-        Ok(Running { admin_addr, issuer_addr, shutdown, task, leader: leader_rx, registry, health: self.health, metrics })
+        Ok(Running {
+            admin_addr,
+            issuer_addr,
+            shutdown,
+            task,
+            leader: leader_rx,
+            registry,
+            health: self.health,
+            metrics,
+        })
     }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr: addr.to_string(), source })
+    TcpListener::bind(addr).await.map_err(|source| Error::Listen {
+        addr: addr.to_string(),
+        source,
+    })
 }
 
 fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr> {
-    listener.local_addr().map_err(|source| Error::Listen { addr: addr.to_string(), source })
+    listener.local_addr().map_err(|source| Error::Listen {
+        addr: addr.to_string(),
+        source,
+    })
 }
 
 fn default_identity() -> String {
@@ -298,7 +327,10 @@ fn default_identity() -> String {
 }
 
 /// Waits for shutdown or for a task to fail; then stops everything.
-async fn supervise(mut set: JoinSet<(String, Result<(), TaskError>)>, shutdown: CancellationToken) -> Result<()> {
+async fn supervise(
+    mut set: JoinSet<(String, Result<(), TaskError>)>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let mut failure = None;
     loop {
         tokio::select! {
@@ -327,7 +359,10 @@ async fn supervise(mut set: JoinSet<(String, Result<(), TaskError>)>, shutdown: 
     }
     shutdown.cancel();
     let drain = async { while set.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not stop within 10 s; aborting them");
     }
     failure.map_or(Ok(()), Err)
@@ -347,7 +382,12 @@ struct Shared {
     leader_tasks: Arc<Vec<(String, TaskFactory)>>,
 }
 
-async fn leader_loop(shared: Shared, mut leader: watch::Receiver<bool>, caches: ReadyFlag, shutdown: CancellationToken) {
+async fn leader_loop(
+    shared: Shared,
+    mut leader: watch::Receiver<bool>,
+    caches: ReadyFlag,
+    shutdown: CancellationToken,
+) {
     caches.set(true);
     loop {
         tokio::select! {
@@ -385,7 +425,11 @@ async fn lead(shared: &Shared, caches: ReadyFlag, term: CancellationToken) {
     let args = &shared.args;
     let bindings: Api<IdentityBinding> = Api::all(shared.client.clone());
     let owned: Api<ClusterRoleBinding> = Api::all(shared.client.clone());
-    let managed = format!("{}={}", idbind_model::MANAGED_BY_LABEL, idbind_model::MANAGED_BY_VALUE);
+    let managed = format!(
+        "{}={}",
+        idbind_model::MANAGED_BY_LABEL,
+        idbind_model::MANAGED_BY_VALUE
+    );
     let controller = Controller::new(bindings, watcher::Config::default())
         .owns(owned, watcher::Config::default().labels(&managed))
         .with_config(ControllerConfig::default().concurrency(args.reconcile.concurrency));
@@ -421,7 +465,10 @@ async fn lead(shared: &Shared, caches: ReadyFlag, term: CancellationToken) {
     );
     let recorder = Recorder::new(
         shared.client.clone(),
-        Reporter { controller: "idbind-controller".to_owned(), instance: Some(shared.identity.clone()) },
+        Reporter {
+            controller: "idbind-controller".to_owned(),
+            instance: Some(shared.identity.clone()),
+        },
     );
     let ctx = Arc::new(Context::new(
         shared.client.clone(),
@@ -562,7 +609,10 @@ impl Running {
     pub async fn wait(self) -> Result<()> {
         match self.task.await {
             Ok(r) => r,
-            Err(e) => Err(Error::config("runtime", format!("the controller task failed: {e}"))),
+            Err(e) => Err(Error::config(
+                "runtime",
+                format!("the controller task failed: {e}"),
+            )),
         }
     }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use idbind_arm::{
-    ArmClient, ArmOptions, ClientSecretCredential, CloudConfig, Credential, HttpOptions, ManagedIdentityCredential,
-    PUBLIC_ARM_SCOPE, RetryPolicy, WorkloadIdentityCredential,
+    ArmClient, ArmOptions, ClientSecretCredential, CloudConfig, Credential, HttpOptions,
+    ManagedIdentityCredential, PUBLIC_ARM_SCOPE, RetryPolicy, WorkloadIdentityCredential,
 };
 use idbind_issuer::{BlobAuth, BlobStore, DirectoryStore, IssuerStore};
 use idbind_model::{ClientId, TenantId};
@@ -17,15 +17,17 @@ use crate::{Error, Result};
 /// The cloud named by the flags.
 pub fn cloud(args: &AzureArgs) -> Result<CloudConfig> {
     let custom = || -> Result<CloudConfig> {
-        let authority = args.azure_authority_host.as_deref().ok_or_else(|| {
-            Error::config("--azure-authority-host", "required with --azure-cloud custom")
-        })?;
+        let authority = args
+            .azure_authority_host
+            .as_deref()
+            .ok_or_else(|| Error::config("--azure-authority-host", "required with --azure-cloud custom"))?;
         let arm = args
             .arm_endpoint
             .as_deref()
             .ok_or_else(|| Error::config("--arm-endpoint", "required with --azure-cloud custom"))?;
         let scope = args.arm_scope.as_deref().unwrap_or(PUBLIC_ARM_SCOPE);
-        CloudConfig::custom(authority, arm, scope).map_err(|e| Error::config("--azure-cloud custom", e.to_string()))
+        CloudConfig::custom(authority, arm, scope)
+            .map_err(|e| Error::config("--azure-cloud custom", e.to_string()))
     };
     match args.azure_cloud {
         Cloud::Public => Ok(CloudConfig::public()),
@@ -38,9 +40,8 @@ pub fn cloud(args: &AzureArgs) -> Result<CloudConfig> {
 fn http_options(args: &AzureArgs) -> Result<HttpOptions> {
     let mut http = HttpOptions::default();
     if let Some(path) = &args.azure_ca_file {
-        let pem = std::fs::read_to_string(path).map_err(|e| {
-            Error::config("--azure-ca-file", format!("cannot read {}: {e}", path.display()))
-        })?;
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| Error::config("--azure-ca-file", format!("cannot read {}: {e}", path.display())))?;
         http = http.root_certificates_pem(pem);
     }
     Ok(http)
@@ -53,7 +54,10 @@ pub fn credential(args: &AzureArgs, cloud: &CloudConfig) -> Result<Arc<dyn Crede
         (None, Some(path)) => Some(
             std::fs::read_to_string(path)
                 .map_err(|e| {
-                    Error::config("--azure-client-secret-file", format!("cannot read {}: {e}", path.display()))
+                    Error::config(
+                        "--azure-client-secret-file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
                 })?
                 .trim()
                 .to_owned(),
@@ -87,7 +91,10 @@ pub fn credential(args: &AzureArgs, cloud: &CloudConfig) -> Result<Arc<dyn Crede
     let credential: Arc<dyn Credential> = match kind {
         CredentialKind::ClientSecret => {
             let secret = secret.ok_or_else(|| {
-                Error::config("--azure-client-secret", "a client secret (or --azure-client-secret-file) is required")
+                Error::config(
+                    "--azure-client-secret",
+                    "a client secret (or --azure-client-secret-file) is required",
+                )
             })?;
             Arc::new(
                 ClientSecretCredential::with_options(
@@ -103,7 +110,10 @@ pub fn credential(args: &AzureArgs, cloud: &CloudConfig) -> Result<Arc<dyn Crede
         }
         CredentialKind::WorkloadIdentity => {
             let file = args.azure_federated_token_file.clone().ok_or_else(|| {
-                Error::config("--azure-federated-token-file", "required for the workload-identity credential")
+                Error::config(
+                    "--azure-federated-token-file",
+                    "required for the workload-identity credential",
+                )
             })?;
             Arc::new(
                 WorkloadIdentityCredential::with_options(
@@ -145,7 +155,8 @@ pub fn arm_client(
         .max_elapsed(args.arm_max_elapsed)
         .on_retry(move |ev| m.arm_call(ev.operation, ev.status));
     let options = ArmOptions::default().http(http_options(args)?);
-    ArmClient::with_options(cloud, credential, retry, options).map_err(|e| Error::config("ARM client", e.to_string()))
+    ArmClient::with_options(cloud, credential, retry, options)
+        .map_err(|e| Error::config("ARM client", e.to_string()))
 }
 
 /// The issuer store the flags name (`--issuer-store`, else `dir:<--issuer-dir>`).
@@ -164,13 +175,19 @@ pub fn issuer_store(args: &IssuerArgs) -> Result<Arc<dyn IssuerStore>> {
     Ok(match location {
         StoreLocation::Dir(path) => {
             std::fs::create_dir_all(&path).map_err(|e| {
-                Error::config("--issuer-store", format!("cannot create directory {}: {e}", path.display()))
+                Error::config(
+                    "--issuer-store",
+                    format!("cannot create directory {}: {e}", path.display()),
+                )
             })?;
             Arc::new(DirectoryStore::new(path).map_err(cfg)?)
         }
         StoreLocation::Blob(url) => {
             let sas = args.issuer_blob_sas.clone().ok_or_else(|| {
-                Error::config("--issuer-blob-sas", "a SAS token is required for a blob issuer store")
+                Error::config(
+                    "--issuer-blob-sas",
+                    "a SAS token is required for a blob issuer store",
+                )
             })?;
             Arc::new(BlobStore::new(&url, BlobAuth::Sas(sas)).map_err(cfg)?)
         }

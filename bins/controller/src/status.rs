@@ -64,17 +64,28 @@ pub struct StepResult {
 impl StepResult {
     /// A successful step.
     pub fn ok(reason: &str, message: impl Into<String>) -> Self {
-        Self { ok: true, reason: reason.to_owned(), message: message.into() }
+        Self {
+            ok: true,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// A failed step.
     pub fn failed(reason: &str, message: impl Into<String>) -> Self {
-        Self { ok: false, reason: reason.to_owned(), message: message.into() }
+        Self {
+            ok: false,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// A step that could not run because the identity is not resolved.
     pub fn waiting() -> Self {
-        Self::failed(reason::WAITING_FOR_IDENTITY, "waiting for the managed identity to be resolved")
+        Self::failed(
+            reason::WAITING_FOR_IDENTITY,
+            "waiting for the managed identity to be resolved",
+        )
     }
 }
 
@@ -172,11 +183,21 @@ pub fn compute_status(
     keep(&facts.tenant_id, &mut status.tenant_id);
     keep(&facts.oidc_issuer_url, &mut status.oidc_issuer_url);
     if facts.federated_credential.is_some() {
-        status.federated_credential.clone_from(&facts.federated_credential);
+        status
+            .federated_credential
+            .clone_from(&facts.federated_credential);
     }
     status.observed_generation = generation;
     for (type_, step) in outcome.steps() {
-        set_condition(&mut status.conditions, type_, step.ok, &step.reason, step.message.clone(), generation, now);
+        set_condition(
+            &mut status.conditions,
+            type_,
+            step.ok,
+            &step.reason,
+            step.message.clone(),
+            generation,
+            now,
+        );
     }
     let ready = ready_message(&status);
     match outcome.first_failure() {
@@ -199,7 +220,12 @@ pub fn compute_status(
             now,
         ),
     }
-    status.conditions.sort_by_key(|c| condition::ALL.iter().position(|t| *t == c.type_).unwrap_or(usize::MAX));
+    status.conditions.sort_by_key(|c| {
+        condition::ALL
+            .iter()
+            .position(|t| *t == c.type_)
+            .unwrap_or(usize::MAX)
+    });
     status
 }
 
@@ -261,7 +287,11 @@ mod tests {
 
     #[test]
     fn ready_when_every_step_succeeds() {
-        let facts = Facts { identity_name: Some("payments".into()), client_id: Some("cid".into()), ..Facts::default() };
+        let facts = Facts {
+            identity_name: Some("payments".into()),
+            client_id: Some("cid".into()),
+            ..Facts::default()
+        };
         let s = compute_status(None, &facts, &all_ok(), Some(1), t(10));
         let types: Vec<_> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, condition::ALL);
@@ -274,15 +304,24 @@ mod tests {
 
     #[test]
     fn ready_carries_the_first_failure_and_ids_survive_a_failed_resolution() {
-        let facts = Facts { client_id: Some("cid".into()), tenant_id: Some("tid".into()), ..Facts::default() };
+        let facts = Facts {
+            client_id: Some("cid".into()),
+            tenant_id: Some("tid".into()),
+            ..Facts::default()
+        };
         let first = compute_status(None, &facts, &all_ok(), Some(1), t(10));
         let mut outage = all_ok();
-        outage.identity = StepResult::failed(reason::ARM_UNAVAILABLE, "ARM is unavailable; idbind will retry");
+        outage.identity =
+            StepResult::failed(reason::ARM_UNAVAILABLE, "ARM is unavailable; idbind will retry");
         outage.federated_credential = StepResult::waiting();
         let second = compute_status(Some(&first), &Facts::default(), &outage, Some(2), t(20));
         assert_eq!(second.client_id.as_deref(), Some("cid"));
         assert_eq!(second.tenant_id.as_deref(), Some("tid"));
-        let ready = second.conditions.iter().find(|c| c.type_ == condition::READY).unwrap();
+        let ready = second
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::READY)
+            .unwrap();
         assert_eq!(ready.reason, reason::ARM_UNAVAILABLE);
         assert!(ready.message.starts_with("IdentityResolved: ARM is unavailable"));
         assert_eq!(ready.last_transition_time.0, t(20));

@@ -57,8 +57,16 @@ async fn restart_after_fic_write_converges_without_duplicates() {
     let second = cluster.start_controller(args).await;
     cluster.wait_ready("orders").await;
     assert_eq!(world.fics(&id).len(), 1, "no duplicate FIC");
-    assert_eq!(world.azure.counters().successes(Route::ArmFicPut), 1, "the FIC was written once");
-    assert_eq!(cluster.secret_kids().await, keys_before, "the key survived the crash");
+    assert_eq!(
+        world.azure.counters().successes(Route::ArmFicPut),
+        1,
+        "the FIC was written once"
+    );
+    assert_eq!(
+        cluster.secret_kids().await,
+        keys_before,
+        "the key survived the crash"
+    );
     assert_eq!(world.kids(&id).await, keys_before, "the key is published");
     second.shutdown().await.unwrap();
 }

@@ -15,9 +15,15 @@ async fn two_clusters_share_one_fic() {
     let west_ctl = west.start_controller(world.args("west", &[])).await;
     let id = world.identity("shared");
 
-    tokio::join!(east.bind("shared", &id, &["team-a"]), west.bind("shared", &id, &["team-b"]));
+    tokio::join!(
+        east.bind("shared", &id, &["team-a"]),
+        west.bind("shared", &id, &["team-b"])
+    );
     let (a, b) = tokio::join!(east.wait_ready("shared"), west.wait_ready("shared"));
-    assert_eq!(a.status.unwrap().oidc_issuer_url, b.status.unwrap().oidc_issuer_url);
+    assert_eq!(
+        a.status.unwrap().oidc_issuer_url,
+        b.status.unwrap().oidc_issuer_url
+    );
 
     let fics = world.fics(&id);
     assert_eq!(fics.len(), 1, "one FIC for both clusters: {fics:?}");
@@ -30,7 +36,10 @@ async fn two_clusters_share_one_fic() {
     assert!(have.iter().any(|k| k.starts_with("east.")) && have.iter().any(|k| k.starts_with("west.")));
 
     // One cluster unbinds: only its keys leave.
-    east.bindings().delete("shared", &Default::default()).await.unwrap();
+    east.bindings()
+        .delete("shared", &Default::default())
+        .await
+        .unwrap();
     east.wait_gone("shared").await;
     assert_eq!(world.kids(&id).await, west.secret_kids().await);
     assert_eq!(world.fics(&id).len(), 1);

@@ -9,15 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idbind_controller::args::Args;
-use idbind_controller::runtime::{RuntimeBuilder, Running};
+use idbind_controller::runtime::{Running, RuntimeBuilder};
 use idbind_emulator::{EmulatorConfig, IdentityInfo};
 use idbind_issuer::{DirectoryStore, IssuerStore, Jwks, Publisher};
 use idbind_model::{AllowedSubject, IdentityBinding, IdentityBindingSpec, IssuerBaseUrl, ManagedIdentityRef};
 use idbind_testkit::KubeEmulator;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ObjectMeta, PostParams};
 use kube::CustomResourceExt;
+use kube::api::{Api, ObjectMeta, PostParams};
 
 /// How long any condition may take before a test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -67,24 +67,41 @@ impl World {
         let issuer_server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        Self { azure, issuer_dir, issuer_base: format!("http://{addr}/issuer"), store, issuer_server }
+        Self {
+            azure,
+            issuer_dir,
+            issuer_base: format!("http://{addr}/issuer"),
+            store,
+            issuer_server,
+        }
     }
 
     pub fn identity(&self, name: &str) -> IdentityInfo {
-        self.azure.create_identity(&self.azure.default_subscription(), "rg", name).unwrap()
+        self.azure
+            .create_identity(&self.azure.default_subscription(), "rg", name)
+            .unwrap()
     }
 
     pub fn publisher(&self) -> Publisher {
-        Publisher::new(self.store.clone(), IssuerBaseUrl::parse(&self.issuer_base).unwrap())
+        Publisher::new(
+            self.store.clone(),
+            IssuerBaseUrl::parse(&self.issuer_base).unwrap(),
+        )
     }
 
     pub async fn jwks(&self, id: &IdentityInfo) -> Option<Jwks> {
-        self.publisher().read_jwks(&id.tenant_id, &id.client_id).await.unwrap()
+        self.publisher()
+            .read_jwks(&id.tenant_id, &id.client_id)
+            .await
+            .unwrap()
     }
 
     /// Key ids in the identity's JWKS.
     pub async fn kids(&self, id: &IdentityInfo) -> Vec<String> {
-        self.jwks(id).await.map(|j| j.keys.iter().map(|k| k.kid.clone()).collect()).unwrap_or_default()
+        self.jwks(id)
+            .await
+            .map(|j| j.keys.iter().map(|k| k.kid.clone()).collect())
+            .unwrap_or_default()
     }
 
     pub fn fics(&self, id: &IdentityInfo) -> Vec<idbind_emulator::FicInfo> {
@@ -158,10 +175,18 @@ impl Cluster {
         let kube = KubeEmulator::start().await.unwrap();
         let client = kube.client().unwrap();
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.create(&PostParams::default(), &IdentityBinding::crd()).await.unwrap();
+        crds.create(&PostParams::default(), &IdentityBinding::crd())
+            .await
+            .unwrap();
         let namespaces: Api<Namespace> = Api::all(client.clone());
         for ns in ["idbind", "team-a", "team-b"] {
-            let obj = Namespace { metadata: ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() };
+            let obj = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
             namespaces.create(&PostParams::default(), &obj).await.unwrap();
         }
         Self { kube, client }
@@ -173,10 +198,18 @@ impl Cluster {
 
     pub async fn bind(&self, name: &str, id: &IdentityInfo, subjects: &[&str]) -> IdentityBinding {
         let spec = IdentityBindingSpec {
-            managed_identity: ManagedIdentityRef { resource_id: id.resource_id.to_string() },
-            allowed_subjects: subjects.iter().map(|s| AllowedSubject::parse(s).unwrap()).collect(),
+            managed_identity: ManagedIdentityRef {
+                resource_id: id.resource_id.to_string(),
+            },
+            allowed_subjects: subjects
+                .iter()
+                .map(|s| AllowedSubject::parse(s).unwrap())
+                .collect(),
         };
-        self.bindings().create(&PostParams::default(), &IdentityBinding::new(name, spec)).await.unwrap()
+        self.bindings()
+            .create(&PostParams::default(), &IdentityBinding::new(name, spec))
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, name: &str) -> Option<IdentityBinding> {
@@ -211,20 +244,30 @@ impl Cluster {
     }
 
     pub async fn wait_gone(&self, name: &str) {
-        eventually(&format!("{name} to be deleted"), || async { self.get(name).await.is_none().then_some(()) }).await;
+        eventually(&format!("{name} to be deleted"), || async {
+            self.get(name).await.is_none().then_some(())
+        })
+        .await;
     }
 
     /// This cluster's key set, from its signing key Secret.
     pub async fn keyset(&self) -> Option<idbind_issuer::KeySet> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), "idbind");
         let s = secrets.get_opt("idbind-signing-keys").await.unwrap()?;
-        let data = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+        let data = s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
         Some(idbind_issuer::KeySet::from_secret_data(&data).unwrap())
     }
 
     /// The kids in this cluster's signing key Secret (current, next, previous).
     pub async fn secret_kids(&self) -> Vec<String> {
-        let Some(keys) = self.keyset().await else { return vec![] };
+        let Some(keys) = self.keyset().await else {
+            return vec![];
+        };
         keys.published_keys().into_iter().map(|k| k.kid).collect()
     }
 
@@ -234,7 +277,11 @@ impl Cluster {
     }
 
     pub async fn start_controller(&self, args: Args) -> Running {
-        RuntimeBuilder::new(args).client(self.client.clone()).start().await.unwrap()
+        RuntimeBuilder::new(args)
+            .client(self.client.clone())
+            .start()
+            .await
+            .unwrap()
     }
 }
 
@@ -252,5 +299,8 @@ pub fn path_str(p: &Path) -> String {
 /// Logs to the test output (`RUST_LOG` overrides the default filter).
 pub fn init_logs() {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,idbind_controller=debug".to_owned());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
