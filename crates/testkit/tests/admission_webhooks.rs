@@ -830,3 +830,163 @@ async fn a_webhook_that_never_answers_times_out_after_timeout_seconds() {
         "cut after exactly timeoutSeconds (paused clock)"
     );
 }
+
+// ---- Through the running emulator: pods created with kube-rs. ----
+
+mod through_the_api {
+    use super::*;
+    use idbind_testkit::KubeEmulator;
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::api::{Api, PostParams};
+
+    async fn emulator_with(config: MutatingWebhookConfiguration) -> (KubeEmulator, kube::Client) {
+        let emulator = KubeEmulator::start().await.unwrap();
+        let client = emulator.client().unwrap();
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some("apps".into()),
+                labels: Some(BTreeMap::from([("team".into(), "payments".into())])),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+        Api::<MutatingWebhookConfiguration>::all(client.clone())
+            .create(&PostParams::default(), &config)
+            .await
+            .unwrap();
+        (emulator, client)
+    }
+
+    async fn create_pod(client: &kube::Client, object: Value) -> Result<Pod, kube::Error> {
+        let pod: Pod = serde_json::from_value(object).unwrap();
+        Api::<Pod>::namespaced(client.clone(), "apps")
+            .create(&PostParams::default(), &pod)
+            .await
+    }
+
+    fn service_webhook(ca_pem: &str) -> MutatingWebhook {
+        let mut hook = webhook("inject.idbind.dev", String::new(), ca_pem);
+        hook.client_config.url = None;
+        hook.client_config.service = Some(ServiceReference {
+            name: "idbind-webhook".into(),
+            namespace: "idbind-system".into(),
+            path: Some("/mutate-v1-pod".into()),
+            port: Some(443),
+        });
+        hook.namespace_selector = Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".into(),
+                "apps".into(),
+            )])),
+            ..LabelSelector::default()
+        });
+        hook
+    }
+
+    #[tokio::test]
+    async fn a_pod_created_through_the_api_is_mutated_by_the_webhook_service() {
+        let server = WebhookServer::start(&["idbind-webhook.idbind-system.svc"], injector()).await;
+        let (emulator, client) =
+            emulator_with(configuration("idbind", vec![service_webhook(&server.ca_pem)])).await;
+        emulator
+            .services()
+            .insert("idbind-system", "idbind-webhook", 443, server.addr);
+
+        let created = create_pod(&client, opted_in_pod()).await.unwrap();
+        let env = created.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+        assert_eq!(env[0].name, "AZURE_CLIENT_ID");
+        assert_eq!(created.metadata.labels.as_ref().unwrap()["injected"], "yes");
+        let stored = Api::<Pod>::namespaced(client.clone(), "apps")
+            .get("web")
+            .await
+            .unwrap();
+        assert_eq!(
+            stored.spec.unwrap().containers[0].env.as_ref().unwrap()[0].name,
+            "AZURE_CLIENT_ID"
+        );
+
+        let calls = server.calls();
+        assert_eq!(calls.len(), 1);
+        let request = calls[0].review.request.clone().unwrap();
+        assert_eq!(request.user_info.username.as_deref(), Some("admin"));
+        assert_eq!(request.namespace.as_deref(), Some("apps"));
+        assert_eq!(request.operation, "CREATE");
+
+        // Not opted in: stored as sent, the webhook is not called.
+        let plain = create_pod(&client, {
+            let mut p = pod(json!({"app": "x"}));
+            p["metadata"]["name"] = json!("plain");
+            p
+        })
+        .await
+        .unwrap();
+        assert!(plain.spec.unwrap().containers[0].env.is_none());
+        assert_eq!(server.calls().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn fail_rejects_and_ignore_admits_when_the_webhook_is_down() {
+        let ca = CertificateAuthority::generate("down", Duration::from_secs(3600)).unwrap();
+        let (emulator, client) =
+            emulator_with(configuration("idbind", vec![service_webhook(ca.cert_pem())])).await;
+        emulator
+            .services()
+            .insert("idbind-system", "idbind-webhook", 443, closed_port().await);
+
+        let status = match create_pod(&client, opted_in_pod()).await {
+            Err(kube::Error::Api(status)) => status,
+            other => panic!("expected a rejection, got {other:?}"),
+        };
+        assert_eq!((status.code, status.reason.as_str()), (500, "InternalError"));
+        assert!(
+            status.message.starts_with(
+                r#"Internal error occurred: failed calling webhook "inject.idbind.dev": failed to call webhook: Post "https://idbind-webhook.idbind-system.svc:443/mutate-v1-pod?timeout=10s""#
+            ),
+            "{}",
+            status.message
+        );
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "apps");
+        assert!(pods.get_opt("web").await.unwrap().is_none(), "nothing stored");
+
+        let mut hook = service_webhook(ca.cert_pem());
+        hook.failure_policy = Some("Ignore".into());
+        let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+        let mut stored = api.get("idbind").await.unwrap();
+        stored.webhooks = Some(vec![hook]);
+        api.replace("idbind", &PostParams::default(), &stored)
+            .await
+            .unwrap();
+        let created = create_pod(&client, opted_in_pod()).await.unwrap();
+        assert!(
+            created.spec.unwrap().containers[0].env.is_none(),
+            "admitted unmutated"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_denial_is_the_api_answer() {
+        let deny: Respond = Arc::new(|review| {
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                   "response": {"uid": uid(review), "allowed": false, "status": {"code": 403, "message": "no identity for you"}}})
+        });
+        let server = WebhookServer::start(&["localhost"], deny).await;
+        let (_emulator, client) = emulator_with(configuration(
+            "deny",
+            vec![webhook("deny.idbind.dev", server.url("/deny"), &server.ca_pem)],
+        ))
+        .await;
+        let status = match create_pod(&client, opted_in_pod()).await {
+            Err(kube::Error::Api(status)) => status,
+            other => panic!("expected a rejection, got {other:?}"),
+        };
+        assert_eq!(status.code, 403);
+        assert_eq!(
+            status.message,
+            r#"admission webhook "deny.idbind.dev" denied the request: no identity for you"#
+        );
+    }
+}
