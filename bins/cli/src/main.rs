@@ -1,1 +1,6 @@
-fn main() {}
+//! `idbind`: see the `idbind_cli` library.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    idbind_cli::main_entry().await
+}
