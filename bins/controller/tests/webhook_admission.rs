@@ -220,11 +220,13 @@ fn volume_name(pod_name: &str) -> String {
 }
 
 fn pod(name: &str, annotations: Value, spec: Value) -> Value {
-    json!({
+    let mut pod = json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": { "name": name, "labels": { "azure.workload.identity/use": "true" }, "annotations": annotations },
-        "spec": spec,
-    })
+        "metadata": { "name": name, "labels": { "azure.workload.identity/use": "true" } },
+    });
+    pod["metadata"]["annotations"] = annotations;
+    pod["spec"] = spec;
+    pod
 }
 
 fn opted_in(name: &str, spec: Value) -> Value {
