@@ -9,6 +9,7 @@ use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 
+use crate::kinds;
 use crate::meta;
 use crate::patch::{self, PatchType};
 use crate::registry::{Behaviour, GroupResource, Registry, ResourceType};
@@ -16,7 +17,6 @@ use crate::schema;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Cause, Gr};
 use crate::store::{Change, ChangeKind, Store, Subscription, Txn};
-use crate::kinds;
 
 /// Result of API operations.
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -158,7 +158,10 @@ impl WatchFilter {
         }
         let new = kinds::to_view(&self.rt, &change.object);
         let new_matches = self.matches(&new);
-        let old_matches = change.previous.as_ref().is_some_and(|p| self.matches(&kinds::to_view(&self.rt, p)));
+        let old_matches = change
+            .previous
+            .as_ref()
+            .is_some_and(|p| self.matches(&kinds::to_view(&self.rt, p)));
         let kind = match change.kind {
             ChangeKind::Added if new_matches => "ADDED",
             ChangeKind::Deleted if old_matches || new_matches => "DELETED",
@@ -182,19 +185,31 @@ pub struct Cluster {
 }
 
 fn gr_of(rt: &ResourceType) -> Gr<'_> {
-    Gr { group: &rt.group, resource: &rt.plural }
+    Gr {
+        group: &rt.group,
+        resource: &rt.plural,
+    }
 }
 
 /// Kinds whose PUT creates a missing object (`AllowCreateOnUpdate` in their strategies).
 fn allows_create_on_update(rt: &ResourceType) -> bool {
     matches!(
         (rt.group.as_str(), rt.plural.as_str()),
-        ("coordination.k8s.io", "leases") | ("", "events") | ("events.k8s.io", "events") | ("rbac.authorization.k8s.io", _)
+        ("coordination.k8s.io", "leases")
+            | ("", "events")
+            | ("events.k8s.io", "events")
+            | ("rbac.authorization.k8s.io", _)
     )
 }
 
-const SYSTEM_METADATA: &[&str] =
-    &["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink"];
+const SYSTEM_METADATA: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "selfLink",
+];
 
 fn without(object: &Value, drop_status: bool) -> Value {
     let mut copy = object.clone();
@@ -261,7 +276,11 @@ impl Cluster {
         if !rt.custom {
             return rt.api_version();
         }
-        self.registry.read().storage_type(&rt.storage).map(|t| t.api_version()).unwrap_or_else(|| rt.api_version())
+        self.registry
+            .read()
+            .storage_type(&rt.storage)
+            .map(|t| t.api_version())
+            .unwrap_or_else(|| rt.api_version())
     }
 
     /// Reads one object.
@@ -274,7 +293,9 @@ impl Cluster {
 
     /// Lists objects (`ns: None` lists all namespaces).
     pub fn list(&self, rt: &ResourceType, ns: Option<&str>, opts: &ListOptions) -> ApiResult<Value> {
-        opts.fields.check_supported(&rt.group, &rt.plural).map_err(ApiError::bad_request)?;
+        opts.fields
+            .check_supported(&rt.group, &rt.plural)
+            .map_err(ApiError::bad_request)?;
         let txn = self.store.txn();
         let current = txn.rv();
         let mut list_rv = current;
@@ -286,16 +307,23 @@ impl Cluster {
                 .and_then(|b| serde_json::from_slice::<ContinueToken>(&b).ok())
                 .ok_or_else(|| ApiError::bad_request(format!("continue key is not valid: {token:?}")))?;
             if decoded.rv < txn.compacted() {
-                return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
+                return Err(ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ));
             }
             list_rv = decoded.rv;
             start_after = Some((decoded.ns, decoded.name));
         } else if opts.resource_version_match.as_deref() == Some("Exact")
             && let Some(rv) = opts.resource_version.as_deref()
         {
-            let rv: u64 = rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?;
+            let rv: u64 = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?;
             if rv < txn.compacted() {
-                return Err(ApiError::expired(format!("too old resource version: {rv} ({})", txn.compacted())));
+                return Err(ApiError::expired(format!(
+                    "too old resource version: {rv} ({})",
+                    txn.compacted()
+                )));
             }
         }
         let mut items = Vec::new();
@@ -303,7 +331,10 @@ impl Cluster {
         let mut next: Option<ContinueToken> = None;
         let limit = opts.limit.filter(|l| *l > 0);
         for stored in txn.list(&rt.storage, ns) {
-            let key = (meta::namespace(stored).to_string(), meta::name(stored).to_string());
+            let key = (
+                meta::namespace(stored).to_string(),
+                meta::name(stored).to_string(),
+            );
             if start_after.as_ref().is_some_and(|after| key <= *after) {
                 continue;
             }
@@ -350,7 +381,9 @@ impl Cluster {
         let api_version = body["apiVersion"].as_str().unwrap_or_default();
         let kind = body["kind"].as_str().unwrap_or_default();
         if required && kind.is_empty() {
-            return Err(ApiError::bad_request(format!("Object 'Kind' is missing in '{body}'")));
+            return Err(ApiError::bad_request(format!(
+                "Object 'Kind' is missing in '{body}'"
+            )));
         }
         if (required || !api_version.is_empty()) && api_version != rt.api_version() {
             return Err(ApiError::bad_request(format!(
@@ -368,7 +401,13 @@ impl Cluster {
     }
 
     /// Schema pruning, defaulting and validation of a custom resource, plus metadata validation.
-    fn admit(&self, rt: &ResourceType, object: &mut Value, old: Option<&Value>, opts: &WriteOptions) -> ApiResult<()> {
+    fn admit(
+        &self,
+        rt: &ResourceType,
+        object: &mut Value,
+        old: Option<&Value>,
+        opts: &WriteOptions,
+    ) -> ApiResult<()> {
         let mut causes = meta::validate_metadata(object);
         if let Some(schema) = &rt.schema {
             let mut unknown = Vec::new();
@@ -397,13 +436,26 @@ impl Cluster {
     }
 
     /// Creates an object.
-    pub fn create(&self, rt: &ResourceType, ns: &str, body: Value, opts: &WriteOptions) -> ApiResult<Written> {
+    pub fn create(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Written> {
         let mut txn = self.store.txn();
         let object = self.create_in(&mut txn, rt, ns, body, opts)?;
         Ok(Written { object, code: 201 })
     }
 
-    fn create_in(&self, txn: &mut Txn<'_>, rt: &ResourceType, ns: &str, mut body: Value, opts: &WriteOptions) -> ApiResult<Value> {
+    fn create_in(
+        &self,
+        txn: &mut Txn<'_>,
+        rt: &ResourceType,
+        ns: &str,
+        mut body: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Value> {
         if rt.behaviour != Behaviour::Stored {
             return Err(ApiError::method_not_allowed());
         }
@@ -423,23 +475,40 @@ impl Cluster {
         } else {
             meta_map.remove("namespace");
         }
-        if meta_map.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
-            return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+        if meta_map
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|rv| !rv.is_empty())
+        {
+            return Err(ApiError::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
         for field in SYSTEM_METADATA {
             meta_map.remove(*field);
         }
         meta_map.remove("managedFields");
         meta_map.remove("resourceVersion");
-        let mut name = meta_map.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut name = meta_map
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if name.is_empty() {
-            let generate = meta_map.get("generateName").and_then(Value::as_str).unwrap_or_default().to_string();
+            let generate = meta_map
+                .get("generateName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             if generate.is_empty() {
                 return Err(ApiError::invalid(
                     &rt.group,
                     &rt.kind,
                     "",
-                    vec![Cause::required("metadata.name").with_message("Required value: name or generateName is required")],
+                    vec![
+                        Cause::required("metadata.name")
+                            .with_message("Required value: name or generateName is required"),
+                    ],
                 ));
             }
             name = format!("{generate}{}", meta::random_suffix());
@@ -452,12 +521,22 @@ impl Cluster {
         self.admit(rt, &mut body, None, opts)?;
         if rt.namespaced {
             match txn.get(&GroupResource::new("", "namespaces"), "", ns) {
-                None => return Err(ApiError::not_found(Gr { group: "", resource: "namespaces" }, ns)),
+                None => {
+                    return Err(ApiError::not_found(
+                        Gr {
+                            group: "",
+                            resource: "namespaces",
+                        },
+                        ns,
+                    ));
+                }
                 Some(namespace) if meta::is_deleting(namespace) => {
                     return Err(ApiError::forbidden(
                         gr_of(rt),
                         &name,
-                        format!("unable to create new content in namespace {ns} because it is being terminated"),
+                        format!(
+                            "unable to create new content in namespace {ns} because it is being terminated"
+                        ),
                     ));
                 }
                 Some(_) => {}
@@ -524,7 +603,11 @@ impl Cluster {
                 "apiextensions.k8s.io",
                 "CustomResourceDefinition",
                 meta::name(crd),
-                vec![Cause::invalid("spec.group", &crd["spec"]["group"], "is a built-in API group-resource")],
+                vec![Cause::invalid(
+                    "spec.group",
+                    &crd["spec"]["group"],
+                    "is a built-in API group-resource",
+                )],
             ));
         }
         Ok(())
@@ -550,7 +633,15 @@ impl Cluster {
     }
 
     /// Replaces an object (PUT).
-    pub fn update(&self, rt: &ResourceType, ns: &str, name: &str, body: Value, sub: Sub, opts: &WriteOptions) -> ApiResult<Written> {
+    pub fn update(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        body: Value,
+        sub: Sub,
+        opts: &WriteOptions,
+    ) -> ApiResult<Written> {
         Self::check_body(rt, &body, false)?;
         let mut txn = self.store.txn();
         if txn.get(&rt.storage, ns, name).is_none() && sub == Sub::Main && allows_create_on_update(rt) {
@@ -574,10 +665,15 @@ impl Cluster {
         sub: Sub,
         opts: &WriteOptions,
     ) -> ApiResult<Written> {
-        let stored_old = txn.get(&rt.storage, ns, name).cloned().ok_or_else(|| ApiError::not_found(gr_of(rt), name))?;
+        let stored_old = txn
+            .get(&rt.storage, ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(gr_of(rt), name))?;
         let old = kinds::to_view(rt, &stored_old);
         if !body.is_object() {
-            return Err(ApiError::bad_request("the body of the request is not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request is not a JSON object",
+            ));
         }
         let body_name = meta::name(&body);
         if !body_name.is_empty() && body_name != name {
@@ -628,7 +724,10 @@ impl Cluster {
         {
             let old_meta = old["metadata"].as_object().cloned().unwrap_or_default();
             let new_meta = meta::metadata_mut(&mut new);
-            for field in SYSTEM_METADATA.iter().chain(["name", "namespace", "resourceVersion"].iter()) {
+            for field in SYSTEM_METADATA
+                .iter()
+                .chain(["name", "namespace", "resourceVersion"].iter())
+            {
                 match old_meta.get(*field) {
                     Some(v) => new_meta.insert((*field).to_string(), v.clone()),
                     None => new_meta.remove(*field),
@@ -638,8 +737,10 @@ impl Cluster {
         }
         if meta::is_deleting(&old) {
             let old_finalizers = meta::finalizers(&old);
-            let added: Vec<String> =
-                meta::finalizers(&new).into_iter().filter(|f| !old_finalizers.contains(f)).collect();
+            let added: Vec<String> = meta::finalizers(&new)
+                .into_iter()
+                .filter(|f| !old_finalizers.contains(f))
+                .collect();
             if !added.is_empty() {
                 return Err(ApiError::invalid(
                     &rt.group,
@@ -647,7 +748,9 @@ impl Cluster {
                     name,
                     vec![Cause::forbidden(
                         "metadata.finalizers",
-                        &format!("no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+                        &format!(
+                            "no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                        ),
                     )],
                 ));
             }
@@ -657,7 +760,10 @@ impl Cluster {
         }
         self.admit(rt, &mut new, Some(&old), opts)?;
         if new == old {
-            return Ok(Written { object: old, code: 200 });
+            return Ok(Written {
+                object: old,
+                code: 200,
+            });
         }
         if rt.has_generation && without(&new, rt.status_subresource) != without(&old, rt.status_subresource) {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
@@ -665,7 +771,10 @@ impl Cluster {
         }
         let stored_new = kinds::to_storage(rt, &new, &self.storage_api_version(rt));
         if opts.dry_run {
-            return Ok(Written { object: kinds::to_view(rt, &stored_new), code: 200 });
+            return Ok(Written {
+                object: kinds::to_view(rt, &stored_new),
+                code: 200,
+            });
         }
         let is_namespace = rt.storage == GroupResource::new("", "namespaces");
         if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() && !is_namespace {
@@ -673,14 +782,20 @@ impl Cluster {
             let removed = txn.remove(&rt.storage, ns, name).unwrap_or(Value::Null);
             self.after_remove(txn, &rt.storage, &removed);
             self.collect_garbage(txn);
-            return Ok(Written { object: kinds::to_view(rt, &removed), code: 200 });
+            return Ok(Written {
+                object: kinds::to_view(rt, &removed),
+                code: 200,
+            });
         }
         let stored = txn.replace(&rt.storage, ns, name, stored_new);
         self.after_write(txn, rt, &stored);
         if !meta::owner_uids(&stored).is_empty() || is_namespace {
             self.collect_garbage(txn);
         }
-        Ok(Written { object: kinds::to_view(rt, &stored), code: 200 })
+        Ok(Written {
+            object: kinds::to_view(rt, &stored),
+            code: 200,
+        })
     }
 
     /// Patches an object.
@@ -701,14 +816,20 @@ impl Cluster {
         if patch_type == PatchType::Strategic && rt.custom {
             return Err(ApiError::unsupported_media_type(
                 "application/strategic-merge-patch+json",
-                &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"],
+                &[
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/apply-patch+yaml",
+                ],
             ));
         }
         let mut txn = self.store.txn();
         if patch_type == PatchType::Apply {
             return self.apply_in(&mut txn, rt, ns, name, body, sub, opts);
         }
-        let stored = txn.get(&rt.storage, ns, name).ok_or_else(|| ApiError::not_found(gr_of(rt), name))?;
+        let stored = txn
+            .get(&rt.storage, ns, name)
+            .ok_or_else(|| ApiError::not_found(gr_of(rt), name))?;
         let mut target = kinds::to_view(rt, stored);
         match patch_type {
             PatchType::Merge => {
@@ -718,11 +839,17 @@ impl Cluster {
                 patch::merge(&mut target, body);
             }
             PatchType::Json => patch::json(&mut target, body).map_err(|e| {
-                ApiError::custom(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                ApiError::custom(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
             })?,
             PatchType::Strategic => {
                 if !body.is_object() {
-                    return Err(ApiError::bad_request("the strategic merge patch is not a JSON object"));
+                    return Err(ApiError::bad_request(
+                        "the strategic merge patch is not a JSON object",
+                    ));
                 }
                 patch::strategic(&mut target, body);
             }
@@ -789,7 +916,13 @@ impl Cluster {
     }
 
     /// Deletes an object.
-    pub fn delete(&self, rt: &ResourceType, ns: &str, name: &str, opts: &DeleteOptions) -> ApiResult<Written> {
+    pub fn delete(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Written> {
         if rt.behaviour != Behaviour::Stored {
             return Err(ApiError::method_not_allowed());
         }
@@ -798,7 +931,10 @@ impl Cluster {
         if !opts.dry_run {
             self.collect_garbage(&mut txn);
         }
-        Ok(Written { object: kinds::to_view(rt, &object), code: if removed { 200 } else { 202 } })
+        Ok(Written {
+            object: kinds::to_view(rt, &object),
+            code: if removed { 200 } else { 202 },
+        })
     }
 
     /// Deletes every matching object of a collection.
@@ -809,11 +945,26 @@ impl Cluster {
         list: &ListOptions,
         opts: &DeleteOptions,
     ) -> ApiResult<Value> {
-        let all = self.list(rt, ns, &ListOptions { limit: None, continue_token: None, ..list.clone() })?;
+        let all = self.list(
+            rt,
+            ns,
+            &ListOptions {
+                limit: None,
+                continue_token: None,
+                ..list.clone()
+            },
+        )?;
         let mut txn = self.store.txn();
         let mut items = Vec::new();
         for item in all["items"].as_array().into_iter().flatten() {
-            match self.delete_in(&mut txn, &rt.storage, gr_of(rt), meta::namespace(item), meta::name(item), opts) {
+            match self.delete_in(
+                &mut txn,
+                &rt.storage,
+                gr_of(rt),
+                meta::namespace(item),
+                meta::name(item),
+                opts,
+            ) {
                 Ok((object, _)) => items.push(kinds::to_view(rt, &object)),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -840,14 +991,20 @@ impl Cluster {
         name: &str,
         opts: &DeleteOptions,
     ) -> ApiResult<(Value, bool)> {
-        let object = txn.get(gr, ns, name).cloned().ok_or_else(|| ApiError::not_found(err_gr, name))?;
+        let object = txn
+            .get(gr, ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(err_gr, name))?;
         if let Some(uid) = opts.uid.as_deref().filter(|u| !u.is_empty())
             && uid != meta::uid(&object)
         {
             return Err(ApiError::conflict(
                 err_gr,
                 name,
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid(&object)),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta::uid(&object)
+                ),
             ));
         }
         if let Some(rv) = opts.resource_version.as_deref().filter(|r| !r.is_empty())
@@ -870,13 +1027,15 @@ impl Cluster {
         if opts.propagation == Some(Propagation::Orphan) {
             self.orphan_dependents(txn, &uid);
         }
-        if opts.propagation == Some(Propagation::Foreground) && !finalizers.iter().any(|f| f == "foregroundDeletion") {
+        if opts.propagation == Some(Propagation::Foreground)
+            && !finalizers.iter().any(|f| f == "foregroundDeletion")
+        {
             finalizers.push("foregroundDeletion".to_string());
         }
         let is_namespace = *gr == GroupResource::new("", "namespaces");
         if meta::is_deleting(&object) {
             if finalizers != meta::finalizers(&object) {
-                let mut marked = object.clone();
+                let mut marked = object;
                 meta::set_finalizers(&mut marked, &finalizers);
                 let marked = txn.replace(gr, ns, name, marked);
                 return Ok((marked, false));
@@ -907,14 +1066,30 @@ impl Cluster {
     fn empty_namespace(&self, txn: &mut Txn<'_>, ns: &str) {
         let registry = self.registry.read().clone();
         for gr in txn.buckets() {
-            let Some(rt) = registry.storage_type(&gr) else { continue };
+            let Some(rt) = registry.storage_type(&gr) else {
+                continue;
+            };
             if !rt.namespaced {
                 continue;
             }
-            let names: Vec<String> = txn.list(&gr, Some(ns)).iter().map(|o| meta::name(o).to_string()).collect();
+            let names: Vec<String> = txn
+                .list(&gr, Some(ns))
+                .iter()
+                .map(|o| meta::name(o).to_string())
+                .collect();
             for name in names {
                 // Each delete either removes the object or marks it; neither can fail here.
-                let _ = self.delete_in(txn, &gr, Gr { group: &gr.group, resource: &gr.resource }, ns, &name, &DeleteOptions::default());
+                let _ = self.delete_in(
+                    txn,
+                    &gr,
+                    Gr {
+                        group: &gr.group,
+                        resource: &gr.resource,
+                    },
+                    ns,
+                    &name,
+                    &DeleteOptions::default(),
+                );
             }
         }
     }
@@ -928,7 +1103,10 @@ impl Cluster {
                 .cloned()
                 .collect();
             for mut dependent in dependents {
-                let (ns, name) = (meta::namespace(&dependent).to_string(), meta::name(&dependent).to_string());
+                let (ns, name) = (
+                    meta::namespace(&dependent).to_string(),
+                    meta::name(&dependent).to_string(),
+                );
                 if let Some(refs) = dependent["metadata"]["ownerReferences"].as_array_mut() {
                     refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
                     if refs.is_empty()
@@ -957,8 +1135,15 @@ impl Cluster {
             let buckets = txn.buckets();
             for gr in &buckets {
                 for o in txn.list(gr, None) {
-                    let foreground = meta::is_deleting(o) && meta::finalizers(o).iter().any(|f| f == "foregroundDeletion");
-                    owners.insert(meta::uid(o).to_string(), Owner { namespace: meta::namespace(o).to_string(), foreground });
+                    let foreground =
+                        meta::is_deleting(o) && meta::finalizers(o).iter().any(|f| f == "foregroundDeletion");
+                    owners.insert(
+                        meta::uid(o).to_string(),
+                        Owner {
+                            namespace: meta::namespace(o).to_string(),
+                            foreground,
+                        },
+                    );
                     referenced.extend(meta::owner_uids(o));
                     if !meta::namespace(o).is_empty() {
                         occupied.insert(meta::namespace(o).to_string());
@@ -973,12 +1158,16 @@ impl Cluster {
                     let uids = meta::owner_uids(o);
                     let ns = meta::namespace(o);
                     let present = |u: &String| {
-                        owners.get(u).filter(|owner| owner.namespace.is_empty() || owner.namespace == ns)
+                        owners
+                            .get(u)
+                            .filter(|owner| owner.namespace.is_empty() || owner.namespace == ns)
                     };
                     if !uids.is_empty()
                         && !meta::is_deleting(o)
                         && (uids.iter().all(|u| present(u).is_none())
-                            || uids.iter().any(|u| present(u).is_some_and(|owner| owner.foreground)))
+                            || uids
+                                .iter()
+                                .any(|u| present(u).is_some_and(|owner| owner.foreground)))
                     {
                         doomed.push((gr.clone(), ns.to_string(), meta::name(o).to_string()));
                     }
@@ -1000,12 +1189,26 @@ impl Cluster {
                 return;
             }
             for (gr, ns, name) in doomed {
-                let _ = self.delete_in(txn, &gr, Gr { group: &gr.group, resource: &gr.resource }, &ns, &name, &DeleteOptions::default());
+                let _ = self.delete_in(
+                    txn,
+                    &gr,
+                    Gr {
+                        group: &gr.group,
+                        resource: &gr.resource,
+                    },
+                    &ns,
+                    &name,
+                    &DeleteOptions::default(),
+                );
             }
             for (gr, ns, name) in finished {
-                let Some(mut object) = txn.get(&gr, &ns, &name).cloned() else { continue };
-                let finalizers: Vec<String> =
-                    meta::finalizers(&object).into_iter().filter(|f| f != "foregroundDeletion").collect();
+                let Some(mut object) = txn.get(&gr, &ns, &name).cloned() else {
+                    continue;
+                };
+                let finalizers: Vec<String> = meta::finalizers(&object)
+                    .into_iter()
+                    .filter(|f| f != "foregroundDeletion")
+                    .collect();
                 if finalizers.is_empty() {
                     if let Some(removed) = txn.remove(&gr, &ns, &name) {
                         self.after_remove(txn, &gr, &removed);
@@ -1022,8 +1225,15 @@ impl Cluster {
     }
 
     /// Starts a watch.
-    pub fn watch(&self, rt: Arc<ResourceType>, ns: Option<&str>, opts: &WatchOptions) -> ApiResult<WatchStart> {
-        opts.fields.check_supported(&rt.group, &rt.plural).map_err(ApiError::bad_request)?;
+    pub fn watch(
+        &self,
+        rt: &Arc<ResourceType>,
+        ns: Option<&str>,
+        opts: &WatchOptions,
+    ) -> ApiResult<WatchStart> {
+        opts.fields
+            .check_supported(&rt.group, &rt.plural)
+            .map_err(ApiError::bad_request)?;
         let filter = WatchFilter {
             rt: rt.clone(),
             namespace: ns.map(str::to_string),
@@ -1041,7 +1251,11 @@ impl Cluster {
                     "meta.k8s.io",
                     "ListOptions",
                     "",
-                    vec![Cause::invalid("resourceVersion", &json!(requested), "must be a valid resource version")],
+                    vec![Cause::invalid(
+                        "resourceVersion",
+                        &json!(requested),
+                        "must be a valid resource version",
+                    )],
                 )
             })?
         };
@@ -1054,7 +1268,7 @@ impl Cluster {
         let initial = if from_now {
             txn.list(&rt.storage, ns)
                 .into_iter()
-                .map(|o| kinds::to_view(&rt, o))
+                .map(|o| kinds::to_view(rt, o))
                 .filter(|o| filter.matches(o))
                 .collect()
         } else {

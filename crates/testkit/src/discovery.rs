@@ -12,7 +12,9 @@ pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=
 pub fn wants_aggregated(accept: &str) -> bool {
     accept.split(',').any(|part| {
         let params: Vec<&str> = part.split(';').map(str::trim).collect();
-        params.contains(&"g=apidiscovery.k8s.io") && params.contains(&"v=v2") && params.contains(&"as=APIGroupDiscoveryList")
+        params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"v=v2")
+            && params.contains(&"as=APIGroupDiscoveryList")
     })
 }
 
@@ -36,7 +38,11 @@ fn group_json(name: &str, versions: &[String]) -> Value {
 
 /// `/apis`.
 pub fn api_group_list(registry: &Registry) -> Value {
-    let groups: Vec<Value> = registry.groups().iter().map(|(name, versions)| group_json(name, versions)).collect();
+    let groups: Vec<Value> = registry
+        .groups()
+        .iter()
+        .map(|(name, versions)| group_json(name, versions))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -51,7 +57,11 @@ pub fn api_group(registry: &Registry, group: &str) -> Option<Value> {
 }
 
 fn subresource_verbs(name: &str, extra: &[String]) -> Vec<String> {
-    if name == "status" { vec!["get".into(), "patch".into(), "update".into()] } else { extra.to_vec() }
+    if name == "status" {
+        vec!["get".into(), "patch".into(), "update".into()]
+    } else {
+        extra.to_vec()
+    }
 }
 
 /// `/api/v1` and `/apis/<group>/<version>`.
@@ -91,14 +101,24 @@ pub fn api_resource_list(registry: &Registry, group: &str, version: &str) -> Opt
             resources.push(s);
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }
 
 fn subresources(t: &ResourceType) -> Vec<(String, String, Vec<String>)> {
     let mut out = Vec::new();
     if t.status_subresource {
-        out.push(("status".to_string(), t.kind.clone(), subresource_verbs("status", &[])));
+        out.push((
+            "status".to_string(),
+            t.kind.clone(),
+            subresource_verbs("status", &[]),
+        ));
     }
     for (name, kind, verbs) in &t.extra_subresources {
         out.push((name.clone(), kind.clone(), subresource_verbs(name, verbs)));
@@ -194,11 +214,26 @@ mod tests {
     fn documents_list_builtins() {
         let r = Registry::new();
         let core = api_resource_list(&r, "", "v1").unwrap_or_default();
-        let names: Vec<&str> = core["resources"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str()).collect();
-        assert!(names.contains(&"configmaps") && names.contains(&"pods/status") && names.contains(&"serviceaccounts/token"));
+        let names: Vec<&str> = core["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"configmaps")
+                && names.contains(&"pods/status")
+                && names.contains(&"serviceaccounts/token")
+        );
         let groups = api_group_list(&r);
-        assert!(groups["groups"].as_array().is_some_and(|g| g.iter().any(|g| g["name"] == "rbac.authorization.k8s.io")));
-        assert!(wants_aggregated("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"));
+        assert!(
+            groups["groups"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|g| g["name"] == "rbac.authorization.k8s.io"))
+        );
+        assert!(wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+        ));
         assert!(!wants_aggregated("application/json"));
     }
 }

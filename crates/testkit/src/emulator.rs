@@ -86,8 +86,10 @@ impl KubeEmulatorBuilder {
 
     /// An object to create at start (any served kind, e.g. a CRD or a namespace), in order.
     pub fn seed(mut self, object: impl Serialize) -> Result<Self> {
-        let value = serde_json::to_value(object)
-            .map_err(|e| Error::Invalid { what: "seed object".into(), message: e.to_string() })?;
+        let value = serde_json::to_value(object).map_err(|e| Error::Invalid {
+            what: "seed object".into(),
+            message: e.to_string(),
+        })?;
         self.seeds.push(value);
         Ok(self)
     }
@@ -102,17 +104,28 @@ impl KubeEmulatorBuilder {
     pub async fn start(self) -> Result<KubeEmulator> {
         let listener = TcpListener::bind(self.listen)
             .await
-            .map_err(|source| Error::Listen { addr: self.listen.to_string(), source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| Error::Listen { addr: self.listen.to_string(), source })?;
-        let host_ip = if addr.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { addr.ip() };
+            .map_err(|source| Error::Listen {
+                addr: self.listen.to_string(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Listen {
+            addr: self.listen.to_string(),
+            source,
+        })?;
+        let host_ip = if addr.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            addr.ip()
+        };
         let server_address = SocketAddr::new(host_ip, addr.port()).to_string();
         let scheme = if self.tls { "https" } else { "http" };
         let base_url = format!("{scheme}://{server_address}");
         let (tls_config, ca_pem) = if self.tls {
-            let ca = idbind_tls::CertificateAuthority::generate("idbind-kube-emulator-ca", Duration::from_secs(365 * 86_400))
-                .map_err(|e| Error::Tls(e.to_string()))?;
+            let ca = idbind_tls::CertificateAuthority::generate(
+                "idbind-kube-emulator-ca",
+                Duration::from_secs(365 * 86_400),
+            )
+            .map_err(|e| Error::Tls(e.to_string()))?;
             let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
             if !ips.contains(&host_ip) {
                 ips.push(host_ip);
@@ -120,13 +133,18 @@ impl KubeEmulatorBuilder {
             let cert = ca
                 .issue_server_cert(&self.tls_names, &ips, Duration::from_secs(365 * 86_400))
                 .map_err(|e| Error::Tls(e.to_string()))?;
-            let config = idbind_tls::server_config(&cert.cert_pem, &cert.key_pem).map_err(|e| Error::Tls(e.to_string()))?;
+            let config = idbind_tls::server_config(&cert.cert_pem, &cert.key_pem)
+                .map_err(|e| Error::Tls(e.to_string()))?;
             (Some(Arc::new(config)), Some(ca.cert_pem().to_string()))
         } else {
             (None, None)
         };
-        let issuer = ServiceAccountIssuer::builder(base_url.clone()).build().map_err(|e| Error::Issuer(e.to_string()))?;
-        let admin_token = self.admin_token.unwrap_or_else(|| format!("admin-{}", uuid::Uuid::new_v4().simple()));
+        let issuer = ServiceAccountIssuer::builder(base_url.clone())
+            .build()
+            .map_err(|e| Error::Issuer(e.to_string()))?;
+        let admin_token = self
+            .admin_token
+            .unwrap_or_else(|| format!("admin-{}", uuid::Uuid::new_v4().simple()));
         let access = Arc::new(Access::new(issuer, &admin_token));
         let cluster = Arc::new(Cluster::new(self.history_limit));
         bootstrap(&cluster)?;
@@ -139,28 +157,42 @@ impl KubeEmulatorBuilder {
             cluster: cluster.clone(),
             access: access.clone(),
             shutdown: shutdown.clone(),
-            settings: Settings { bookmark_interval: self.bookmark_interval, server_address },
+            settings: Settings {
+                bookmark_interval: self.bookmark_interval,
+                server_address,
+            },
             admission: MutatingAdmission::with_services(services.clone()),
             watches: parking_lot::Mutex::new(shutdown.child_token()),
         });
         let (dir, kubeconfig_path) = match self.kubeconfig_path {
             Some(path) => (None, path),
             None => {
-                let dir = tempfile::Builder::new().prefix("idbind-kube-emulator").tempdir().map_err(Error::TempDir)?;
+                let dir = tempfile::Builder::new()
+                    .prefix("idbind-kube-emulator")
+                    .tempdir()
+                    .map_err(Error::TempDir)?;
                 let path = dir.path().join("kubeconfig");
                 (Some(dir), path)
             }
         };
         let emulator_dir = match &dir {
             Some(d) => d.path().to_path_buf(),
-            None => kubeconfig_path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            None => kubeconfig_path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
         };
         kubeconfig::write(
             &kubeconfig_path,
             &kubeconfig::render(&base_url, ca_pem.as_deref(), "admin", &admin_token, "default"),
         )?;
         let state_handle = state.clone();
-        let task = tokio::spawn(server::serve(listener, tls_config, server::router(state), shutdown.clone()));
+        let task = tokio::spawn(server::serve(
+            listener,
+            tls_config,
+            server::router(state),
+            shutdown.clone(),
+        ));
         tracing::info!(%base_url, "Kubernetes API emulator started");
         Ok(KubeEmulator {
             base_url,
@@ -191,7 +223,10 @@ fn bootstrap(cluster: &Cluster) -> Result<()> {
         .chain(snapshot.roles.iter().map(serde_json::to_value))
         .chain(snapshot.role_bindings.iter().map(serde_json::to_value));
     for value in values {
-        let value = value.map_err(|e| Error::Invalid { what: "bootstrap RBAC".into(), message: e.to_string() })?;
+        let value = value.map_err(|e| Error::Invalid {
+            what: "bootstrap RBAC".into(),
+            message: e.to_string(),
+        })?;
         create_value(cluster, value)?;
     }
     Ok(())
@@ -205,12 +240,25 @@ fn create_value(cluster: &Cluster, value: Value) -> Result<()> {
     let rt = cluster
         .registry()
         .by_kind(&api_version, &kind)
-        .ok_or_else(|| Error::Rejected { what: what.clone(), message: format!("no kind {kind} in {api_version}") })?;
-    let ns = if rt.namespaced { value["metadata"]["namespace"].as_str().unwrap_or("default").to_string() } else { String::new() };
+        .ok_or_else(|| Error::Rejected {
+            what: what.clone(),
+            message: format!("no kind {kind} in {api_version}"),
+        })?;
+    let ns = if rt.namespaced {
+        value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string()
+    } else {
+        String::new()
+    };
     cluster
         .create(&rt, &ns, value, &WriteOptions::default())
         .map(|_| ())
-        .map_err(|e| Error::Rejected { what, message: e.message })
+        .map_err(|e| Error::Rejected {
+            what,
+            message: e.message,
+        })
 }
 
 /// A running Kubernetes API emulator. Stops when dropped.
@@ -232,7 +280,9 @@ pub struct KubeEmulator {
 
 impl std::fmt::Debug for KubeEmulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeEmulator").field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("KubeEmulator")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -279,7 +329,10 @@ impl KubeEmulator {
 
     /// A kube client authenticating with `token`.
     pub fn client_for_token(&self, token: &str) -> Result<kube::Client> {
-        let uri: http::Uri = self.base_url.parse().map_err(|e: http::uri::InvalidUri| Error::Client(e.to_string()))?;
+        let uri: http::Uri = self
+            .base_url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| Error::Client(e.to_string()))?;
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".to_string();
         if let Some(pem) = &self.ca_pem {
@@ -292,12 +345,24 @@ impl KubeEmulator {
 
     /// Writes a kubeconfig for `user` authenticating with `token` to `path`.
     pub fn write_kubeconfig(&self, path: &Path, user: &str, token: &str) -> Result<()> {
-        kubeconfig::write(path, &kubeconfig::render(&self.base_url, self.ca_pem.as_deref(), user, token, "default"))
+        kubeconfig::write(
+            path,
+            &kubeconfig::render(&self.base_url, self.ca_pem.as_deref(), user, token, "default"),
+        )
     }
 
     /// Writes a kubeconfig for `user` with `token` next to the admin kubeconfig; returns its path.
     pub fn kubeconfig_for_token(&self, user: &str, token: &str) -> Result<PathBuf> {
-        let safe: String = user.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let safe: String = user
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let path = self.dir.join(format!("kubeconfig-{safe}"));
         self.write_kubeconfig(&path, user, token)?;
         Ok(path)
@@ -306,7 +371,8 @@ impl KubeEmulator {
     /// Accepts `token` as user `username` in `groups` from now on (plus `system:authenticated`),
     /// as a `--token-auth-file` entry does. Authorization is RBAC for such users.
     pub fn add_user_token(&self, token: &str, username: &str, groups: &[&str]) {
-        self.access.add_static_token(token, UserInfo::new(username, groups.iter().copied()));
+        self.access
+            .add_static_token(token, UserInfo::new(username, groups.iter().copied()));
     }
 
     /// The service-account issuer (its documents are also served at
@@ -317,10 +383,19 @@ impl KubeEmulator {
 
     /// Mints a token for an existing service account, valid for the API server (audience: the
     /// issuer) for `expiration_seconds`; use it as a bearer token to act as the service account.
-    pub fn service_account_token(&self, namespace: &str, name: &str, expiration_seconds: i64) -> Result<String> {
+    pub fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        expiration_seconds: i64,
+    ) -> Result<String> {
         let sa = self
             .cluster
-            .stored_one(&crate::registry::GroupResource::new("", "serviceaccounts"), namespace, name)
+            .stored_one(
+                &crate::registry::GroupResource::new("", "serviceaccounts"),
+                namespace,
+                name,
+            )
             .ok_or_else(|| Error::Issuer(format!("serviceaccount {namespace}/{name} does not exist")))?;
         let binding = TokenBinding {
             namespace: namespace.to_string(),

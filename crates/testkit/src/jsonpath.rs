@@ -8,12 +8,18 @@ enum Step {
     Field(String),
     Index(usize),
     All,
-    Filter { path: Vec<String>, op: Option<(bool, Value)> },
+    Filter {
+        path: Vec<String>,
+        op: Option<(bool, Value)>,
+    },
 }
 
 fn parse(expr: &str) -> Result<Vec<Step>, String> {
     let expr = expr.trim();
-    let expr = expr.strip_prefix('{').and_then(|e| e.strip_suffix('}')).unwrap_or(expr);
+    let expr = expr
+        .strip_prefix('{')
+        .and_then(|e| e.strip_suffix('}'))
+        .unwrap_or(expr);
     let expr = expr.strip_prefix('$').unwrap_or(expr);
     let mut steps = Vec::new();
     let chars: Vec<char> = expr.chars().collect();
@@ -105,7 +111,10 @@ fn parse_bracket(inner: &str) -> Result<Step, String> {
     if let Some(name) = inner.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
         return Ok(Step::Field(name.to_string()));
     }
-    inner.parse::<usize>().map(Step::Index).map_err(|_| format!("unsupported JSONPath subscript [{inner}]"))
+    inner
+        .parse::<usize>()
+        .map(Step::Index)
+        .map_err(|_| format!("unsupported JSONPath subscript [{inner}]"))
 }
 
 /// Evaluates `expr` against `value`; returns every match.
@@ -153,8 +162,14 @@ mod tests {
     fn printer_column_paths() {
         let v = json!({"status": {"conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True"}]},
             "subjects": [{"kind": "User", "name": "u"}, {"kind": "Group", "name": "g"}, {"kind": "User", "name": "v"}]});
-        assert_eq!(evaluate(".status.conditions[?(@.type==\"Ready\")].status", &v), Ok(vec![&json!("True")]));
-        assert_eq!(evaluate("{.subjects[?(@.kind==\"User\")].name}", &v), Ok(vec![&json!("u"), &json!("v")]));
+        assert_eq!(
+            evaluate(".status.conditions[?(@.type==\"Ready\")].status", &v),
+            Ok(vec![&json!("True")])
+        );
+        assert_eq!(
+            evaluate("{.subjects[?(@.kind==\"User\")].name}", &v),
+            Ok(vec![&json!("u"), &json!("v")])
+        );
         assert_eq!(evaluate(".subjects[1]['name']", &v), Ok(vec![&json!("g")]));
         assert_eq!(evaluate(".subjects[*].kind", &v).map(|r| r.len()), Ok(3));
         assert_eq!(evaluate(".missing.x", &v), Ok(vec![]));

@@ -36,14 +36,19 @@ pub fn prepare_create(rt: &ResourceType, object: &mut Value) -> Result<(), ApiEr
         }
         ("", "pods") => {
             validate_pod(rt, object)?;
-            if object["spec"]["serviceAccountName"].as_str().is_none_or(str::is_empty) {
+            if object["spec"]["serviceAccountName"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
                 object["spec"]["serviceAccountName"] = json!("default");
             }
             object["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
         ("", "secrets") => prepare_secret(rt, object)?,
         ("", "configmaps") => validate_configmap(rt, object)?,
-        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => validate_binding(rt, object)?,
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
+            validate_binding(rt, object)?;
+        }
         ("apiextensions.k8s.io", "customresourcedefinitions") => prepare_crd(rt, object)?,
         _ => {}
     }
@@ -63,9 +68,17 @@ pub fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value) -> Result
         ("", "pods") => {
             validate_pod(rt, new)?;
             if new["spec"]["serviceAccountName"] != old["spec"]["serviceAccountName"]
-                || new["spec"]["containers"].as_array().map(Vec::len) != old["spec"]["containers"].as_array().map(Vec::len)
+                || new["spec"]["containers"].as_array().map(Vec::len)
+                    != old["spec"]["containers"].as_array().map(Vec::len)
             {
-                return Err(invalid(rt, new, vec![Cause::forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)")]));
+                return Err(invalid(
+                    rt,
+                    new,
+                    vec![Cause::forbidden(
+                        "spec",
+                        "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+                    )],
+                ));
             }
         }
         ("", "secrets") => {
@@ -79,12 +92,28 @@ pub fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value) -> Result
         ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
             validate_binding(rt, new)?;
             if new["roleRef"] != old["roleRef"] {
-                return Err(invalid(rt, new, vec![Cause::invalid("roleRef", &new["roleRef"], "cannot change roleRef")]));
+                return Err(invalid(
+                    rt,
+                    new,
+                    vec![Cause::invalid(
+                        "roleRef",
+                        &new["roleRef"],
+                        "cannot change roleRef",
+                    )],
+                ));
             }
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             if new["spec"]["scope"] != old["spec"]["scope"] {
-                return Err(invalid(rt, new, vec![Cause::invalid("spec.scope", &new["spec"]["scope"], "field is immutable")]));
+                return Err(invalid(
+                    rt,
+                    new,
+                    vec![Cause::invalid(
+                        "spec.scope",
+                        &new["spec"]["scope"],
+                        "field is immutable",
+                    )],
+                ));
             }
             prepare_crd(rt, new)?;
         }
@@ -121,7 +150,11 @@ fn validate_pod(rt: &ResourceType, pod: &Value) -> Result<(), ApiError> {
             }
         }
     }
-    if causes.is_empty() { Ok(()) } else { Err(invalid(rt, pod, causes)) }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(rt, pod, causes))
+    }
 }
 
 /// `stringData` is write-only: merged into `data` (base64) on every write, as the apiserver does.
@@ -143,7 +176,7 @@ fn prepare_secret(rt: &ResourceType, secret: &mut Value) -> Result<(), ApiError>
     }
     let mut causes = Vec::new();
     for (k, v) in secret["data"].as_object().into_iter().flatten() {
-        if !v.as_str().is_some_and(|s| b64.decode(s).is_ok()) {
+        if v.as_str().is_none_or(|s| b64.decode(s).is_err()) {
             return Err(ApiError::bad_request(format!(
                 "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte 0 (key {k:?})"
             )));
@@ -152,11 +185,18 @@ fn prepare_secret(rt: &ResourceType, secret: &mut Value) -> Result<(), ApiError>
             causes.push(Cause::invalid(format!("data[{k}]"), &json!(k), "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
         }
     }
-    if causes.is_empty() { Ok(()) } else { Err(invalid(rt, secret, causes)) }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(rt, secret, causes))
+    }
 }
 
 fn is_config_key(k: &str) -> bool {
-    !k.is_empty() && k.len() <= 253 && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !k.is_empty()
+        && k.len() <= 253
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn validate_configmap(rt: &ResourceType, cm: &Value) -> Result<(), ApiError> {
@@ -174,7 +214,11 @@ fn validate_configmap(rt: &ResourceType, cm: &Value) -> Result<(), ApiError> {
             }
         }
     }
-    if causes.is_empty() { Ok(()) } else { Err(invalid(rt, cm, causes)) }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(rt, cm, causes))
+    }
 }
 
 fn immutable_data(rt: &ResourceType, old: &Value, new: &Value) -> Result<(), ApiError> {
@@ -182,10 +226,24 @@ fn immutable_data(rt: &ResourceType, old: &Value, new: &Value) -> Result<(), Api
         return Ok(());
     }
     if new["data"] != old["data"] || new["binaryData"] != old["binaryData"] {
-        return Err(invalid(rt, new, vec![Cause::forbidden("data", "field is immutable when `immutable` is set")]));
+        return Err(invalid(
+            rt,
+            new,
+            vec![Cause::forbidden(
+                "data",
+                "field is immutable when `immutable` is set",
+            )],
+        ));
     }
     if new["immutable"] != old["immutable"] {
-        return Err(invalid(rt, new, vec![Cause::forbidden("immutable", "field is immutable when `immutable` is set")]));
+        return Err(invalid(
+            rt,
+            new,
+            vec![Cause::forbidden(
+                "immutable",
+                "field is immutable when `immutable` is set",
+            )],
+        ));
     }
     Ok(())
 }
@@ -205,7 +263,11 @@ fn validate_binding(rt: &ResourceType, binding: &Value) -> Result<(), ApiError> 
             format!(
                 "Unsupported value: {:?}: supported values: {}",
                 other.unwrap_or_default(),
-                if rt.plural == "rolebindings" { "\"Role\", \"ClusterRole\"" } else { "\"ClusterRole\"" }
+                if rt.plural == "rolebindings" {
+                    "\"Role\", \"ClusterRole\""
+                } else {
+                    "\"ClusterRole\""
+                }
             ),
         )),
     }
@@ -213,7 +275,10 @@ fn validate_binding(rt: &ResourceType, binding: &Value) -> Result<(), ApiError> 
         causes.push(Cause::new(
             "FieldValueNotSupported",
             "roleRef.apiGroup",
-            format!("Unsupported value: {:?}: supported values: \"rbac.authorization.k8s.io\"", role_ref["apiGroup"].as_str().unwrap_or_default()),
+            format!(
+                "Unsupported value: {:?}: supported values: \"rbac.authorization.k8s.io\"",
+                role_ref["apiGroup"].as_str().unwrap_or_default()
+            ),
         ));
     }
     for (i, s) in binding["subjects"].as_array().into_iter().flatten().enumerate() {
@@ -230,11 +295,18 @@ fn validate_binding(rt: &ResourceType, binding: &Value) -> Result<(), ApiError> 
             other => causes.push(Cause::new(
                 "FieldValueNotSupported",
                 format!("subjects[{i}].kind"),
-                format!("Unsupported value: {:?}: supported values: \"ServiceAccount\", \"User\", \"Group\"", other.unwrap_or_default()),
+                format!(
+                    "Unsupported value: {:?}: supported values: \"ServiceAccount\", \"User\", \"Group\"",
+                    other.unwrap_or_default()
+                ),
             )),
         }
     }
-    if causes.is_empty() { Ok(()) } else { Err(invalid(rt, binding, causes)) }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(rt, binding, causes))
+    }
 }
 
 /// Validates a CRD and sets its status as an established CRD.
@@ -247,7 +319,11 @@ fn prepare_crd(rt: &ResourceType, crd: &mut Value) -> Result<(), ApiError> {
     if group.is_empty() {
         causes.push(Cause::required("spec.group"));
     } else if !group.contains('.') {
-        causes.push(Cause::invalid("spec.group", &spec["group"], "should be a domain with at least one dot"));
+        causes.push(Cause::invalid(
+            "spec.group",
+            &spec["group"],
+            "should be a domain with at least one dot",
+        ));
     }
     if plural.is_empty() {
         causes.push(Cause::required("spec.names.plural"));
@@ -256,23 +332,47 @@ fn prepare_crd(rt: &ResourceType, crd: &mut Value) -> Result<(), ApiError> {
         causes.push(Cause::required("spec.names.kind"));
     }
     if !matches!(spec["scope"].as_str(), Some("Namespaced" | "Cluster")) {
-        causes.push(Cause::new("FieldValueNotSupported", "spec.scope", format!("Unsupported value: {:?}: supported values: \"Cluster\", \"Namespaced\"", spec["scope"].as_str().unwrap_or_default())));
+        causes.push(Cause::new(
+            "FieldValueNotSupported",
+            "spec.scope",
+            format!(
+                "Unsupported value: {:?}: supported values: \"Cluster\", \"Namespaced\"",
+                spec["scope"].as_str().unwrap_or_default()
+            ),
+        ));
     }
     let expected = format!("{plural}.{group}");
     if meta::name(crd) != expected {
-        causes.push(Cause::invalid("metadata.name", &json!(meta::name(crd)), &format!("must be spec.names.plural+\".\"+spec.group")));
+        causes.push(Cause::invalid(
+            "metadata.name",
+            &json!(meta::name(crd)),
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
-        causes.push(Cause::invalid("spec.versions", &spec["versions"], "must have exactly one version marked as storage version"));
+        causes.push(Cause::invalid(
+            "spec.versions",
+            &spec["versions"],
+            "must have exactly one version marked as storage version",
+        ));
     }
-    let storage: Vec<&Value> = versions.iter().filter(|v| v["storage"].as_bool() == Some(true)).collect();
+    let storage: Vec<&Value> = versions
+        .iter()
+        .filter(|v| v["storage"].as_bool() == Some(true))
+        .collect();
     if !versions.is_empty() && storage.len() != 1 {
-        causes.push(Cause::invalid("spec.versions", &spec["versions"], "must have exactly one version marked as storage version"));
+        causes.push(Cause::invalid(
+            "spec.versions",
+            &spec["versions"],
+            "must have exactly one version marked as storage version",
+        ));
     }
     for (i, v) in versions.iter().enumerate() {
         if v["schema"]["openAPIV3Schema"].is_null() {
-            causes.push(Cause::required(format!("spec.versions[{i}].schema.openAPIV3Schema")));
+            causes.push(Cause::required(format!(
+                "spec.versions[{i}].schema.openAPIV3Schema"
+            )));
         }
         if v["name"].as_str().is_none_or(str::is_empty) {
             causes.push(Cause::required(format!("spec.versions[{i}].name")));
@@ -368,7 +468,9 @@ mod tests {
     #[test]
     fn events_convert_both_ways() {
         let registry = Registry::new();
-        let Some(v1) = registry.find("events.k8s.io", "v1", "events") else { panic!("events.k8s.io served") };
+        let Some(v1) = registry.find("events.k8s.io", "v1", "events") else {
+            panic!("events.k8s.io served")
+        };
         let core = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"}, "involvedObject": {"name": "p"}, "message": "hi", "reason": "R"});
         let view = to_view(&v1, &core);
         assert_eq!(view["regarding"]["name"], "p");
@@ -380,7 +482,9 @@ mod tests {
     #[test]
     fn secrets_merge_string_data() {
         let registry = Registry::new();
-        let Some(rt) = registry.find("", "v1", "secrets") else { panic!("secrets served") };
+        let Some(rt) = registry.find("", "v1", "secrets") else {
+            panic!("secrets served")
+        };
         let mut s = json!({"metadata": {"name": "s"}, "data": {"a": "eA=="}, "stringData": {"b": "y"}});
         assert!(prepare_create(&rt, &mut s).is_ok());
         assert_eq!(s["data"], json!({"a": "eA==", "b": "eQ=="}));

@@ -32,7 +32,10 @@ pub fn render(server: &str, ca_pem: Option<&str>, user: &str, token: &str, names
 
 /// Writes a kubeconfig file (mode 0600 on Unix: it holds a bearer token).
 pub fn write(path: &Path, contents: &str) -> Result<()> {
-    let io = |source| Error::Write { path: path.to_path_buf(), source };
+    let io = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
@@ -51,11 +54,24 @@ mod tests {
 
     #[test]
     fn kubeconfig_parses_with_kube() {
-        let text = render("https://127.0.0.1:6443", Some("-----BEGIN CERTIFICATE-----\n"), "admin", "tok", "default");
+        let text = render(
+            "https://127.0.0.1:6443",
+            Some("-----BEGIN CERTIFICATE-----\n"),
+            "admin",
+            "tok",
+            "default",
+        );
         let parsed = kube::config::Kubeconfig::from_yaml(&text);
         assert!(parsed.is_ok(), "{parsed:?}");
         let parsed = parsed.unwrap_or_default();
         assert_eq!(parsed.current_context.as_deref(), Some(CLUSTER_NAME));
-        assert_eq!(parsed.clusters[0].cluster.as_ref().and_then(|c| c.server.clone()).as_deref(), Some("https://127.0.0.1:6443"));
+        assert_eq!(
+            parsed.clusters[0]
+                .cluster
+                .as_ref()
+                .and_then(|c| c.server.clone())
+                .as_deref(),
+            Some("https://127.0.0.1:6443")
+        );
     }
 }

@@ -56,7 +56,11 @@ pub fn set_finalizers(object: &mut Value, finalizers: &[String]) {
 pub fn owner_uids(object: &Value) -> Vec<String> {
     object["metadata"]["ownerReferences"]
         .as_array()
-        .map(|a| a.iter().filter_map(|r| r["uid"].as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["uid"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -65,7 +69,9 @@ pub fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
     if !object.is_object() {
         *object = Value::Object(Map::new());
     }
-    let Value::Object(map) = object else { unreachable!("just made an object") };
+    let Value::Object(map) = object else {
+        unreachable!("just made an object")
+    };
     let meta = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
@@ -81,7 +87,6 @@ pub fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-
 /// A new uid.
 pub fn new_uid() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -91,7 +96,11 @@ pub fn new_uid() -> String {
 pub fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    bytes.iter().take(5).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
@@ -101,7 +110,8 @@ fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -127,19 +137,31 @@ pub fn validate_name(name: &str, rule: NameRule) -> Option<Cause> {
     let value = Value::String(name.to_string());
     match rule {
         NameRule::Subdomain if !is_dns_subdomain(name) => {
-            let msg = if name.len() > 253 { "must be no more than 253 characters" } else { DNS1123_SUBDOMAIN_MSG };
+            let msg = if name.len() > 253 {
+                "must be no more than 253 characters"
+            } else {
+                DNS1123_SUBDOMAIN_MSG
+            };
             Some(Cause::invalid("metadata.name", &value, msg))
         }
         NameRule::Label if !is_dns_label(name) => {
-            let msg = if name.len() > 63 { "must be no more than 63 characters" } else { DNS1123_LABEL_MSG };
+            let msg = if name.len() > 63 {
+                "must be no more than 63 characters"
+            } else {
+                DNS1123_LABEL_MSG
+            };
             Some(Cause::invalid("metadata.name", &value, msg))
         }
-        NameRule::PathSegment if name == "." || name == ".." => {
-            Some(Cause::invalid("metadata.name", &value, &format!("may not be '{name}'")))
-        }
-        NameRule::PathSegment if name.contains('/') || name.contains('%') => {
-            Some(Cause::invalid("metadata.name", &value, &format!("may not contain '{}'", if name.contains('/') { "/" } else { "%" })))
-        }
+        NameRule::PathSegment if name == "." || name == ".." => Some(Cause::invalid(
+            "metadata.name",
+            &value,
+            &format!("may not be '{name}'"),
+        )),
+        NameRule::PathSegment if name.contains('/') || name.contains('%') => Some(Cause::invalid(
+            "metadata.name",
+            &value,
+            &format!("may not contain '{}'", if name.contains('/') { "/" } else { "%" }),
+        )),
         _ => None,
     }
 }
@@ -148,7 +170,8 @@ fn is_qualified_name_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
@@ -156,7 +179,9 @@ fn is_qualified_name_part(s: &str) -> bool {
 /// Whether `s` is a qualified name (`[prefix/]name`) as label keys and finalizers must be.
 pub fn is_qualified_name(s: &str) -> bool {
     match s.split_once('/') {
-        Some((prefix, name)) => !prefix.is_empty() && is_dns_subdomain(prefix) && is_qualified_name_part(name),
+        Some((prefix, name)) => {
+            !prefix.is_empty() && is_dns_subdomain(prefix) && is_qualified_name_part(name)
+        }
         None => is_qualified_name_part(s),
     }
 }
@@ -186,7 +211,11 @@ pub fn validate_metadata(object: &Value) -> Vec<Cause> {
                 causes.push(Cause::invalid("metadata.annotations", &json!(k), "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
             }
             if !v.is_string() {
-                causes.push(Cause::invalid(format!("metadata.annotations[{k}]"), v, "must be a string"));
+                causes.push(Cause::invalid(
+                    format!("metadata.annotations[{k}]"),
+                    v,
+                    "must be a string",
+                ));
             }
         }
     }
@@ -196,17 +225,35 @@ pub fn validate_metadata(object: &Value) -> Vec<Cause> {
             _ => causes.push(Cause::invalid(format!("metadata.finalizers[{i}]"), f, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")),
         }
     }
-    for (i, r) in meta["ownerReferences"].as_array().into_iter().flatten().enumerate() {
+    for (i, r) in meta["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         for field in ["apiVersion", "kind", "name", "uid"] {
             if r[field].as_str().is_none_or(str::is_empty) {
                 let path = format!("metadata.ownerReferences[{i}].{field}");
-                causes.push(if field == "uid" || field == "name" { Cause::invalid(path, &json!(""), &format!("{field} must not be empty")) } else { Cause::required(path) });
+                causes.push(if field == "uid" || field == "name" {
+                    Cause::invalid(path, &json!(""), &format!("{field} must not be empty"))
+                } else {
+                    Cause::required(path)
+                });
             }
         }
     }
-    let controllers = meta["ownerReferences"].as_array().into_iter().flatten().filter(|r| r["controller"].as_bool() == Some(true)).count();
+    let controllers = meta["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["controller"].as_bool() == Some(true))
+        .count();
     if controllers > 1 {
-        causes.push(Cause::invalid("metadata.ownerReferences", &meta["ownerReferences"], "Only one reference can have Controller set to true"));
+        causes.push(Cause::invalid(
+            "metadata.ownerReferences",
+            &meta["ownerReferences"],
+            "Only one reference can have Controller set to true",
+        ));
     }
     causes
 }

@@ -9,7 +9,11 @@ use serde_json::{Value, json};
 use crate::registry::{Behaviour, Registry, ResourceType};
 
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
 }
 
 /// Every group-version key (`api/v1`, `apis/<group>/<version>`).
@@ -51,18 +55,24 @@ fn kind_schema(t: &ResourceType) -> Value {
         props.insert("kind".into(), json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"}));
         props.insert("metadata".into(), json!({"type": "object", "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata", "x-kubernetes-preserve-unknown-fields": true}));
     }
-    schema["x-kubernetes-group-version-kind"] = json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
+    schema["x-kubernetes-group-version-kind"] =
+        json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
     schema
 }
 
 fn operation(t: &ResourceType, action: &str) -> Value {
-    let mut params = vec![json!({"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}})];
+    let mut params =
+        vec![json!({"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}})];
     if matches!(action, "patch" | "put" | "post") {
-        params.push(json!({"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}}));
+        params.push(
+            json!({"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}}),
+        );
         params.push(json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}}));
     }
     if action == "patch" {
-        params.push(json!({"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}}));
+        params.push(
+            json!({"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}}),
+        );
     }
     json!({
         "tags": [t.api_version()],
@@ -94,7 +104,10 @@ pub fn group_version_document(registry: &Registry, group: &str, version: &str) -
             paths.insert(collection, json!({"post": operation(t, "post")}));
             continue;
         }
-        paths.insert(collection.clone(), json!({"get": operation(t, "list"), "post": operation(t, "post")}));
+        paths.insert(
+            collection.clone(),
+            json!({"get": operation(t, "list"), "post": operation(t, "post")}),
+        );
         paths.insert(
             format!("{collection}/{{name}}"),
             json!({"get": operation(t, "get"), "put": operation(t, "put"), "patch": operation(t, "patch"), "delete": operation(t, "delete")}),
@@ -127,7 +140,10 @@ pub fn index(registry: &Registry) -> Value {
     for (group, version) in group_versions(registry) {
         if let Some(doc) = group_version_document(registry, &group, &version) {
             let key = gv_path(&group, &version);
-            paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", document_hash(&doc))}));
+            paths.insert(
+                key.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", document_hash(&doc))}),
+            );
         }
     }
     json!({"paths": paths})
@@ -143,7 +159,15 @@ mod tests {
         let doc = group_version_document(&r, "", "v1").unwrap_or_default();
         let op = &doc["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"];
         assert_eq!(op["x-kubernetes-group-version-kind"]["kind"], "ConfigMap");
-        assert!(op["parameters"].as_array().is_some_and(|p| p.iter().any(|p| p["name"] == "fieldValidation")));
-        assert!(index(&r)["paths"].get("apis/rbac.authorization.k8s.io/v1").is_some());
+        assert!(
+            op["parameters"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["name"] == "fieldValidation"))
+        );
+        assert!(
+            index(&r)["paths"]
+                .get("apis/rbac.authorization.k8s.io/v1")
+                .is_some()
+        );
     }
 }

@@ -26,9 +26,9 @@ impl PatchType {
             "application/json-patch+json" => Some(Self::Json),
             "application/merge-patch+json" => Some(Self::Merge),
             "application/strategic-merge-patch+json" => Some(Self::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+json" | "application/apply-patch+cbor" => {
-                Some(Self::Apply)
-            }
+            "application/apply-patch+yaml"
+            | "application/apply-patch+json"
+            | "application/apply-patch+cbor" => Some(Self::Apply),
             _ => None,
         }
     }
@@ -60,9 +60,20 @@ enum ListStrategy {
 /// `patchStrategy`/`patchMergeKey` tags).
 fn list_strategy(field: &str) -> ListStrategy {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets"
-        | "secrets" | "conditions" | "resourceClaims" => {
-            if field == "conditions" { ListStrategy::MergeByKey("type") } else { ListStrategy::MergeByKey("name") }
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "secrets"
+        | "conditions"
+        | "resourceClaims" => {
+            if field == "conditions" {
+                ListStrategy::MergeByKey("type")
+            } else {
+                ListStrategy::MergeByKey("name")
+            }
         }
         "volumeMounts" => ListStrategy::MergeByKey("mountPath"),
         "volumeDevices" => ListStrategy::MergeByKey("devicePath"),
@@ -78,7 +89,10 @@ fn list_strategy(field: &str) -> ListStrategy {
 fn clean(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
-            map.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), clean(v))).collect(),
+            map.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), clean(v)))
+                .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(clean).collect()),
         other => other.clone(),
@@ -149,8 +163,15 @@ pub fn strategic(target: &mut Value, patch: &Value) {
 }
 
 fn merge_list(list: &mut Vec<Value>, items: &[Value], merge_key: &str) {
-    if items.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
-        *list = items.iter().filter(|i| i.get("$patch").is_none()).map(clean).collect();
+    if items
+        .iter()
+        .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
+        *list = items
+            .iter()
+            .filter(|i| i.get("$patch").is_none())
+            .map(clean)
+            .collect();
         return;
     }
     for item in items {
@@ -194,15 +215,23 @@ fn config_leaves(config: &Value) -> BTreeMap<Vec<String>, Value> {
         let p: Vec<&str> = p.iter().map(String::as_str).collect();
         !matches!(
             p.as_slice(),
-            ["apiVersion"] | ["kind"] | ["metadata", "name"] | ["metadata", "namespace"] | ["metadata", "resourceVersion"]
-                | ["metadata", "managedFields", ..] | ["metadata", "uid"] | ["metadata", "creationTimestamp"]
+            ["apiVersion"]
+                | ["kind"]
+                | ["metadata", "name"]
+                | ["metadata", "namespace"]
+                | ["metadata", "resourceVersion"]
+                | ["metadata", "managedFields", ..]
+                | ["metadata", "uid"]
+                | ["metadata", "creationTimestamp"]
         )
     });
     out
 }
 
 fn remove_path(target: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = target;
     for p in parents {
         match cur.get_mut(p) {
@@ -268,11 +297,16 @@ pub fn apply(
         }
         let theirs = config_leaves(other_config);
         for (path, value) in &new_leaves {
-            let overlapping = theirs.iter().find(|(p, _)| p.starts_with(path) || path.starts_with(p));
+            let overlapping = theirs
+                .iter()
+                .find(|(p, _)| p.starts_with(path) || path.starts_with(p));
             if let Some((p, v)) = overlapping
                 && (p != path || v != value)
             {
-                conflicts.push(ApplyConflict { manager: other.clone(), field: format!(".{}", path.join(".")) });
+                conflicts.push(ApplyConflict {
+                    manager: other.clone(),
+                    field: format!(".{}", path.join(".")),
+                });
             }
         }
     }
@@ -287,7 +321,10 @@ pub fn apply(
             }
             let theirs = config_leaves(other_config);
             for path in theirs.keys() {
-                if new_leaves.keys().any(|p| p.starts_with(path) || path.starts_with(p)) {
+                if new_leaves
+                    .keys()
+                    .any(|p| p.starts_with(path) || path.starts_with(p))
+                {
                     remove_path(other_config, path);
                 }
             }
@@ -296,7 +333,9 @@ pub fn apply(
     let mut result = live.clone();
     if let Some(previous) = managers.get(manager) {
         for path in config_leaves(previous).keys() {
-            let still_applied = new_leaves.keys().any(|p| p.starts_with(path) || path.starts_with(p));
+            let still_applied = new_leaves
+                .keys()
+                .any(|p| p.starts_with(path) || path.starts_with(p));
             let owned_by_other = managers
                 .iter()
                 .filter(|(m, _)| m.as_str() != manager)
@@ -323,22 +362,34 @@ mod tests {
             {"name": "app", "image": "v1", "env": [{"name": "A", "value": "1"}]},
             {"name": "side", "image": "s"}
         ]}});
-        strategic(&mut pod, &json!({"metadata": {"finalizers": ["b"]}, "spec": {
+        strategic(
+            &mut pod,
+            &json!({"metadata": {"finalizers": ["b"]}, "spec": {
             "$setElementOrder/containers": [{"name": "app"}],
             "containers": [
                 {"name": "app", "image": "v2", "env": [{"name": "B", "value": "2"}]},
                 {"name": "side", "$patch": "delete"}
-            ]}}));
-        assert_eq!(pod, json!({"metadata": {"finalizers": ["a", "b"]}, "spec": {"containers": [
-            {"name": "app", "image": "v2", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}
-        ]}}));
+            ]}}),
+        );
+        assert_eq!(
+            pod,
+            json!({"metadata": {"finalizers": ["a", "b"]}, "spec": {"containers": [
+                {"name": "app", "image": "v2", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}
+            ]}})
+        );
     }
 
     #[test]
     fn apply_owns_fields_and_detects_conflicts() {
         let mut managers = BTreeMap::new();
         let live = json!({"data": {"a": "1", "b": "2"}});
-        let applied = apply(&live, &json!({"data": {"a": "x", "c": "3"}}), "one", &mut managers, false);
+        let applied = apply(
+            &live,
+            &json!({"data": {"a": "x", "c": "3"}}),
+            "one",
+            &mut managers,
+            false,
+        );
         assert_eq!(applied, Ok(json!({"data": {"a": "x", "b": "2", "c": "3"}})));
         let live = applied.unwrap_or_default();
         // Dropping "c" from the config removes it; "b" was never applied by "one" and stays.
@@ -346,7 +397,13 @@ mod tests {
         assert_eq!(applied, Ok(json!({"data": {"a": "x", "b": "2"}})));
         let live = applied.unwrap_or_default();
         let conflict = apply(&live, &json!({"data": {"a": "y"}}), "two", &mut managers, false);
-        assert_eq!(conflict, Err(vec![ApplyConflict { manager: "one".into(), field: ".data.a".into() }]));
+        assert_eq!(
+            conflict,
+            Err(vec![ApplyConflict {
+                manager: "one".into(),
+                field: ".data.a".into()
+            }])
+        );
         // Same value: shared ownership, no conflict.
         assert!(apply(&live, &json!({"data": {"a": "x"}}), "two", &mut managers, false).is_ok());
         let forced = apply(&live, &json!({"data": {"a": "z"}}), "two", &mut managers, true);

@@ -31,11 +31,21 @@ struct Field {
 }
 
 const fn f(tag: u64, name: &'static str, ty: Ty) -> Field {
-    Field { tag, name, ty, repeated: false }
+    Field {
+        tag,
+        name,
+        ty,
+        repeated: false,
+    }
 }
 
 const fn r(tag: u64, name: &'static str, ty: Ty) -> Field {
-    Field { tag, name, ty, repeated: true }
+    Field {
+        tag,
+        name,
+        ty,
+        repeated: true,
+    }
 }
 
 const OWNER_REFERENCE: &[Field] = &[
@@ -61,12 +71,19 @@ const OBJECT_META: &[Field] = &[
     r(13, "ownerReferences", Ty::Msg(OWNER_REFERENCE)),
     r(14, "finalizers", Ty::Str),
 ];
-const LABEL_SELECTOR_REQUIREMENT: &[Field] =
-    &[f(1, "key", Ty::Str), f(2, "operator", Ty::Str), r(3, "values", Ty::Str)];
-const LABEL_SELECTOR: &[Field] =
-    &[f(1, "matchLabels", Ty::MapStr), r(2, "matchExpressions", Ty::Msg(LABEL_SELECTOR_REQUIREMENT))];
-const SELECTOR_ATTRIBUTES: &[Field] =
-    &[f(1, "rawSelector", Ty::Str), r(2, "requirements", Ty::Msg(LABEL_SELECTOR_REQUIREMENT))];
+const LABEL_SELECTOR_REQUIREMENT: &[Field] = &[
+    f(1, "key", Ty::Str),
+    f(2, "operator", Ty::Str),
+    r(3, "values", Ty::Str),
+];
+const LABEL_SELECTOR: &[Field] = &[
+    f(1, "matchLabels", Ty::MapStr),
+    r(2, "matchExpressions", Ty::Msg(LABEL_SELECTOR_REQUIREMENT)),
+];
+const SELECTOR_ATTRIBUTES: &[Field] = &[
+    f(1, "rawSelector", Ty::Str),
+    r(2, "requirements", Ty::Msg(LABEL_SELECTOR_REQUIREMENT)),
+];
 const OBJECT_REFERENCE: &[Field] = &[
     f(1, "kind", Ty::Str),
     f(2, "namespace", Ty::Str),
@@ -92,7 +109,10 @@ const SECRET: &[Field] = &[
     f(5, "immutable", Ty::Bool),
 ];
 const NAMESPACE_SPEC: &[Field] = &[r(1, "finalizers", Ty::Str)];
-const NAMESPACE: &[Field] = &[f(1, "metadata", Ty::Msg(OBJECT_META)), f(2, "spec", Ty::Msg(NAMESPACE_SPEC))];
+const NAMESPACE: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(2, "spec", Ty::Msg(NAMESPACE_SPEC)),
+];
 const SERVICE_ACCOUNT: &[Field] = &[
     f(1, "metadata", Ty::Msg(OBJECT_META)),
     r(2, "secrets", Ty::Msg(OBJECT_REFERENCE)),
@@ -124,21 +144,35 @@ const SUBJECT_ACCESS_REVIEW_SPEC: &[Field] = &[
     f(5, "extra", Ty::MapStrings),
     f(6, "uid", Ty::Str),
 ];
-const SELF_SUBJECT_ACCESS_REVIEW: &[Field] =
-    &[f(1, "metadata", Ty::Msg(OBJECT_META)), f(2, "spec", Ty::Msg(SELF_SUBJECT_ACCESS_REVIEW_SPEC))];
-const SUBJECT_ACCESS_REVIEW: &[Field] =
-    &[f(1, "metadata", Ty::Msg(OBJECT_META)), f(2, "spec", Ty::Msg(SUBJECT_ACCESS_REVIEW_SPEC))];
+const SELF_SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(2, "spec", Ty::Msg(SELF_SUBJECT_ACCESS_REVIEW_SPEC)),
+];
+const SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(2, "spec", Ty::Msg(SUBJECT_ACCESS_REVIEW_SPEC)),
+];
 
-const BOUND_OBJECT_REFERENCE: &[Field] =
-    &[f(1, "kind", Ty::Str), f(2, "apiVersion", Ty::Str), f(3, "name", Ty::Str), f(4, "uid", Ty::Str)];
+const BOUND_OBJECT_REFERENCE: &[Field] = &[
+    f(1, "kind", Ty::Str),
+    f(2, "apiVersion", Ty::Str),
+    f(3, "name", Ty::Str),
+    f(4, "uid", Ty::Str),
+];
 const TOKEN_REQUEST_SPEC: &[Field] = &[
     r(1, "audiences", Ty::Str),
     f(3, "boundObjectRef", Ty::Msg(BOUND_OBJECT_REFERENCE)),
     f(4, "expirationSeconds", Ty::Int),
 ];
-const TOKEN_REQUEST: &[Field] = &[f(1, "metadata", Ty::Msg(OBJECT_META)), f(2, "spec", Ty::Msg(TOKEN_REQUEST_SPEC))];
+const TOKEN_REQUEST: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(2, "spec", Ty::Msg(TOKEN_REQUEST_SPEC)),
+];
 const TOKEN_REVIEW_SPEC: &[Field] = &[f(1, "token", Ty::Str), r(2, "audiences", Ty::Str)];
-const TOKEN_REVIEW: &[Field] = &[f(1, "metadata", Ty::Msg(OBJECT_META)), f(2, "spec", Ty::Msg(TOKEN_REVIEW_SPEC))];
+const TOKEN_REVIEW: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(2, "spec", Ty::Msg(TOKEN_REVIEW_SPEC)),
+];
 const SELF_SUBJECT_REVIEW: &[Field] = &[f(1, "metadata", Ty::Msg(OBJECT_META))];
 
 const POLICY_RULE: &[Field] = &[
@@ -149,15 +183,26 @@ const POLICY_RULE: &[Field] = &[
     r(5, "nonResourceURLs", Ty::Str),
 ];
 const AGGREGATION_RULE: &[Field] = &[r(1, "clusterRoleSelectors", Ty::Msg(LABEL_SELECTOR))];
-const ROLE: &[Field] = &[f(1, "metadata", Ty::Msg(OBJECT_META)), r(2, "rules", Ty::Msg(POLICY_RULE))];
+const ROLE: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    r(2, "rules", Ty::Msg(POLICY_RULE)),
+];
 const CLUSTER_ROLE: &[Field] = &[
     f(1, "metadata", Ty::Msg(OBJECT_META)),
     r(2, "rules", Ty::Msg(POLICY_RULE)),
     f(3, "aggregationRule", Ty::Msg(AGGREGATION_RULE)),
 ];
-const SUBJECT: &[Field] =
-    &[f(1, "kind", Ty::Str), f(2, "apiGroup", Ty::Str), f(3, "name", Ty::Str), f(4, "namespace", Ty::Str)];
-const ROLE_REF: &[Field] = &[f(1, "apiGroup", Ty::Str), f(2, "kind", Ty::Str), f(3, "name", Ty::Str)];
+const SUBJECT: &[Field] = &[
+    f(1, "kind", Ty::Str),
+    f(2, "apiGroup", Ty::Str),
+    f(3, "name", Ty::Str),
+    f(4, "namespace", Ty::Str),
+];
+const ROLE_REF: &[Field] = &[
+    f(1, "apiGroup", Ty::Str),
+    f(2, "kind", Ty::Str),
+    f(3, "name", Ty::Str),
+];
 const ROLE_BINDING: &[Field] = &[
     f(1, "metadata", Ty::Msg(OBJECT_META)),
     r(2, "subjects", Ty::Msg(SUBJECT)),
@@ -217,7 +262,11 @@ impl<'a> Reader<'a> {
 
     fn bytes(&mut self) -> Result<&'a [u8], String> {
         let len = usize::try_from(self.varint()?).map_err(|_| "length overflow")?;
-        let end = self.pos.checked_add(len).filter(|e| *e <= self.buf.len()).ok_or("truncated field")?;
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or("truncated field")?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -270,7 +319,11 @@ fn map_entry(bytes: &[u8], value_ty: Ty) -> Result<(String, Value), String> {
         }
     }
     if value.is_null() {
-        value = if matches!(value_ty, Ty::MapStrings) { json!([]) } else { json!("") };
+        value = if matches!(value_ty, Ty::MapStrings) {
+            json!([])
+        } else {
+            json!("")
+        };
     }
     Ok((key, value))
 }
@@ -330,14 +383,23 @@ fn message(bytes: &[u8], schema: &[Field]) -> Result<Map<String, Value>, String>
 
 /// Decodes a protobuf-encoded object (`k8s\0` + `runtime.Unknown`) into its JSON form.
 pub fn decode(bytes: &[u8]) -> Result<Value, String> {
-    let body = bytes.strip_prefix(b"k8s\0").ok_or("missing the k8s protobuf magic prefix")?;
+    let body = bytes
+        .strip_prefix(b"k8s\0")
+        .ok_or("missing the k8s protobuf magic prefix")?;
     let envelope = message(body, UNKNOWN)?;
-    let api_version = envelope["typeMeta"]["apiVersion"].as_str().unwrap_or_default().to_string();
-    let kind = envelope["typeMeta"]["kind"].as_str().unwrap_or_default().to_string();
+    let api_version = envelope["typeMeta"]["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let kind = envelope["typeMeta"]["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let raw = base64::engine::general_purpose::STANDARD
         .decode(envelope.get("raw").and_then(Value::as_str).unwrap_or_default())
         .map_err(|e| e.to_string())?;
-    let schema = schema_of(&kind).ok_or_else(|| format!("protobuf bodies of kind {kind:?} are not supported; send JSON"))?;
+    let schema = schema_of(&kind)
+        .ok_or_else(|| format!("protobuf bodies of kind {kind:?} are not supported; send JSON"))?;
     let mut object = message(&raw, schema)?;
     object.insert("apiVersion".into(), json!(api_version));
     object.insert("kind".into(), json!(kind));
@@ -359,15 +421,21 @@ mod tests {
         let attrs = [tagged(2, b"create"), tagged(5, b"pods"), tagged(1, b"default")].concat();
         let spec = tagged(1, &attrs);
         let raw = tagged(2, &spec);
-        let type_meta = [tagged(1, b"authorization.k8s.io/v1"), tagged(2, b"SelfSubjectAccessReview")].concat();
+        let type_meta = [
+            tagged(1, b"authorization.k8s.io/v1"),
+            tagged(2, b"SelfSubjectAccessReview"),
+        ]
+        .concat();
         let mut body = b"k8s\0".to_vec();
         body.extend(tagged(1, &type_meta));
         body.extend(tagged(2, &raw));
         let decoded = decode(&body);
         assert_eq!(
             decoded,
-            Ok(json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                "spec": {"resourceAttributes": {"verb": "create", "resource": "pods", "namespace": "default"}}}))
+            Ok(
+                json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"verb": "create", "resource": "pods", "namespace": "default"}}})
+            )
         );
     }
 
@@ -380,7 +448,12 @@ mod tests {
         let mut body = b"k8s\0".to_vec();
         body.extend(tagged(1, &type_meta));
         body.extend(tagged(2, &raw));
-        assert_eq!(decode(&body), Ok(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}})));
+        assert_eq!(
+            decode(&body),
+            Ok(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}})
+            )
+        );
         assert!(decode(b"k8s\0\x0a\xff").is_err());
         assert!(decode(b"{}").is_err());
     }

@@ -17,9 +17,11 @@ pub struct GroupResource {
 impl GroupResource {
     /// A group-resource pair.
     pub fn new(group: &str, resource: &str) -> Self {
-        Self { group: group.to_string(), resource: resource.to_string() }
+        Self {
+            group: group.to_string(),
+            resource: resource.to_string(),
+        }
     }
-
 }
 
 /// How objects of a kind are presented to clients in one version.
@@ -63,7 +65,11 @@ impl PrinterColumn {
         Self {
             name: name.to_string(),
             type_: type_.to_string(),
-            format: if name == "Name" { "name".to_string() } else { String::new() },
+            format: if name == "Name" {
+                "name".to_string()
+            } else {
+                String::new()
+            },
             description: String::new(),
             priority,
             json_path: json_path.to_string(),
@@ -115,7 +121,11 @@ pub struct ResourceType {
 impl ResourceType {
     /// `group/version` or `version`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// The group-resource of this type as served (not its storage).
@@ -127,13 +137,23 @@ impl ResourceType {
     pub fn verbs(&self) -> Vec<&'static str> {
         match self.behaviour {
             Behaviour::CreateOnly => vec!["create"],
-            Behaviour::Stored => vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            Behaviour::Stored => vec![
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ],
         }
     }
 
     /// Whether `sub` is a subresource of this type.
     pub fn has_subresource(&self, sub: &str) -> bool {
-        (sub == "status" && self.status_subresource) || self.extra_subresources.iter().any(|(name, _, _)| name == sub)
+        (sub == "status" && self.status_subresource)
+            || self.extra_subresources.iter().any(|(name, _, _)| name == sub)
     }
 }
 
@@ -178,13 +198,38 @@ fn age() -> PrinterColumn {
 /// The built-in kinds.
 pub fn builtins() -> Vec<ResourceType> {
     let b = |group, version, kind, plural, namespaced, short, status, generation| {
-        builtin(&Builtin { group, version, kind, plural, namespaced, short, status, generation })
+        builtin(&Builtin {
+            group,
+            version,
+            kind,
+            plural,
+            namespaced,
+            short,
+            status,
+            generation,
+        })
     };
     let mut namespaces = b("", "v1", "Namespace", "namespaces", false, &["ns"], true, false);
-    namespaces.extra_subresources.push(("finalize".into(), "Namespace".into(), vec!["update".into()]));
-    namespaces.columns = vec![PrinterColumn::builtin("Status", "string", ".status.phase", 0), age()];
-    let mut serviceaccounts = b("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], false, false);
-    serviceaccounts.extra_subresources.push(("token".into(), "TokenRequest".into(), vec!["create".into()]));
+    namespaces
+        .extra_subresources
+        .push(("finalize".into(), "Namespace".into(), vec!["update".into()]));
+    namespaces.columns = vec![
+        PrinterColumn::builtin("Status", "string", ".status.phase", 0),
+        age(),
+    ];
+    let mut serviceaccounts = b(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        true,
+        &["sa"],
+        false,
+        false,
+    );
+    serviceaccounts
+        .extra_subresources
+        .push(("token".into(), "TokenRequest".into(), vec!["create".into()]));
     serviceaccounts.columns = vec![PrinterColumn::builtin("Secrets", "integer", "#secrets", 0), age()];
     let mut secrets = b("", "v1", "Secret", "secrets", true, &[], false, false);
     secrets.columns = vec![
@@ -218,7 +263,16 @@ pub fn builtins() -> Vec<ResourceType> {
         PrinterColumn::builtin("Object", "string", ".involvedObject.name", 0),
         PrinterColumn::builtin("Message", "string", ".message", 0),
     ];
-    let mut events_v1 = b("events.k8s.io", "v1", "Event", "events", true, &["ev"], false, false);
+    let mut events_v1 = b(
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        true,
+        &["ev"],
+        false,
+        false,
+    );
     events_v1.storage = GroupResource::new("", "events");
     events_v1.view = View::EventsV1;
     events_v1.columns = vec![
@@ -227,12 +281,38 @@ pub fn builtins() -> Vec<ResourceType> {
         PrinterColumn::builtin("Object", "string", ".regarding.name", 0),
         PrinterColumn::builtin("Note", "string", ".note", 0),
     ];
-    let mut leases = b("coordination.k8s.io", "v1", "Lease", "leases", true, &[], false, false);
-    leases.columns = vec![PrinterColumn::builtin("Holder", "string", ".spec.holderIdentity", 0), age()];
+    let mut leases = b(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        true,
+        &[],
+        false,
+        false,
+    );
+    leases.columns = vec![
+        PrinterColumn::builtin("Holder", "string", ".spec.holderIdentity", 0),
+        age(),
+    ];
     let rbac = "rbac.authorization.k8s.io";
     let mut roles = b(rbac, "v1", "Role", "roles", true, &[], false, false);
-    roles.columns = vec![PrinterColumn::builtin("Created At", "string", ".metadata.creationTimestamp", 0)];
-    let mut clusterroles = b(rbac, "v1", "ClusterRole", "clusterroles", false, &[], false, false);
+    roles.columns = vec![PrinterColumn::builtin(
+        "Created At",
+        "string",
+        ".metadata.creationTimestamp",
+        0,
+    )];
+    let mut clusterroles = b(
+        rbac,
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        false,
+        &[],
+        false,
+        false,
+    );
     clusterroles.columns = roles.columns.clone();
     let mut rolebindings = b(rbac, "v1", "RoleBinding", "rolebindings", true, &[], false, false);
     rolebindings.columns = vec![
@@ -240,9 +320,23 @@ pub fn builtins() -> Vec<ResourceType> {
         age(),
         PrinterColumn::builtin("Users", "string", ".subjects[?(@.kind==\"User\")].name", 1),
         PrinterColumn::builtin("Groups", "string", ".subjects[?(@.kind==\"Group\")].name", 1),
-        PrinterColumn::builtin("ServiceAccounts", "string", ".subjects[?(@.kind==\"ServiceAccount\")].name", 1),
+        PrinterColumn::builtin(
+            "ServiceAccounts",
+            "string",
+            ".subjects[?(@.kind==\"ServiceAccount\")].name",
+            1,
+        ),
     ];
-    let mut clusterrolebindings = b(rbac, "v1", "ClusterRoleBinding", "clusterrolebindings", false, &[], false, false);
+    let mut clusterrolebindings = b(
+        rbac,
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+        &[],
+        false,
+        false,
+    );
     clusterrolebindings.columns = rolebindings.columns.clone();
     let mut crds = b(
         "apiextensions.k8s.io",
@@ -254,15 +348,45 @@ pub fn builtins() -> Vec<ResourceType> {
         true,
         true,
     );
-    crds.columns = vec![PrinterColumn::builtin("Created At", "string", ".metadata.creationTimestamp", 0)];
+    crds.columns = vec![PrinterColumn::builtin(
+        "Created At",
+        "string",
+        ".metadata.creationTimestamp",
+        0,
+    )];
     let adm = "admissionregistration.k8s.io";
-    let mut mwc =
-        b(adm, "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", false, &[], false, true);
+    let mut mwc = b(
+        adm,
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        false,
+        &[],
+        false,
+        true,
+    );
     mwc.columns = vec![age()];
-    let mut vwc =
-        b(adm, "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", false, &[], false, true);
+    let mut vwc = b(
+        adm,
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        false,
+        &[],
+        false,
+        true,
+    );
     vwc.columns = vec![age()];
-    let mut deployments = b("apps", "v1", "Deployment", "deployments", true, &["deploy"], true, true);
+    let mut deployments = b(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        true,
+        &["deploy"],
+        true,
+        true,
+    );
     deployments.categories = vec!["all".into()];
     deployments.columns = vec![age()];
 
@@ -299,10 +423,30 @@ pub fn builtins() -> Vec<ResourceType> {
         vwc,
         deployments,
         review("authentication.k8s.io", "TokenReview", "tokenreviews", false),
-        review("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", false),
-        review("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", false),
-        review("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", false),
-        review("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", true),
+        review(
+            "authentication.k8s.io",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            false,
+        ),
+        review(
+            "authorization.k8s.io",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            false,
+        ),
+        review(
+            "authorization.k8s.io",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            false,
+        ),
+        review(
+            "authorization.k8s.io",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            true,
+        ),
     ]
 }
 
@@ -321,13 +465,17 @@ impl Default for Registry {
 impl Registry {
     /// A registry with the built-in kinds.
     pub fn new() -> Self {
-        Self { types: builtins().into_iter().map(Arc::new).collect() }
+        Self {
+            types: builtins().into_iter().map(Arc::new).collect(),
+        }
     }
-
 
     /// The type served at `group/version/plural`.
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
-        self.types.iter().find(|t| t.group == group && t.version == version && t.plural == plural).cloned()
+        self.types
+            .iter()
+            .find(|t| t.group == group && t.version == version && t.plural == plural)
+            .cloned()
     }
 
     /// The storage version of a group-resource (the type whose view is the storage layout).
@@ -340,7 +488,10 @@ impl Registry {
 
     /// The served type of a kind in an apiVersion.
     pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<Arc<ResourceType>> {
-        self.types.iter().find(|t| t.api_version() == api_version && t.kind == kind).cloned()
+        self.types
+            .iter()
+            .find(|t| t.api_version() == api_version && t.kind == kind)
+            .cloned()
     }
 
     /// Groups in discovery order, each with its versions (preferred first).
@@ -360,14 +511,18 @@ impl Registry {
             }
         }
         for (_, versions) in &mut groups {
-            versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         groups
     }
 
     /// The types of one group-version.
     pub fn group_version(&self, group: &str, version: &str) -> Vec<Arc<ResourceType>> {
-        self.types.iter().filter(|t| t.group == group && t.version == version).cloned().collect()
+        self.types
+            .iter()
+            .filter(|t| t.group == group && t.version == version)
+            .cloned()
+            .collect()
     }
 
     /// Replaces the kinds registered by the CRD named `crd_name` (`plural.group`).
@@ -384,9 +539,13 @@ impl Registry {
 
 /// Kubernetes version priority: GA > beta > alpha, higher numbers first (`v1` > `v1beta2` > `v1alpha1`).
 pub fn version_priority(version: &str) -> (u8, u64, u64) {
-    let Some(rest) = version.strip_prefix('v') else { return (0, 0, 0) };
+    let Some(rest) = version.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    let Ok(major) = digits.parse::<u64>() else { return (0, 0, 0) };
+    let Ok(major) = digits.parse::<u64>() else {
+        return (0, 0, 0);
+    };
     let tail = &rest[digits.len()..];
     if tail.is_empty() {
         return (3, major, 0);
@@ -411,9 +570,14 @@ pub fn crd_types(crd: &Value) -> Vec<ResourceType> {
     let names = &spec["names"];
     let plural = names["plural"].as_str().unwrap_or_default().to_string();
     let kind = names["kind"].as_str().unwrap_or_default().to_string();
-    let singular = names["singular"].as_str().map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
+    let singular = names["singular"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| kind.to_lowercase());
     let strings = |v: &Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+        v.as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
     };
     let namespaced = spec["scope"].as_str() != Some("Cluster");
     let mut out = Vec::new();
@@ -478,8 +642,14 @@ mod tests {
     fn builtins_resolve() {
         let r = Registry::new();
         assert!(r.find("", "v1", "configmaps").is_some_and(|t| t.namespaced));
-        assert!(r.find("rbac.authorization.k8s.io", "v1", "clusterroles").is_some_and(|t| !t.namespaced));
+        assert!(
+            r.find("rbac.authorization.k8s.io", "v1", "clusterroles")
+                .is_some_and(|t| !t.namespaced)
+        );
         let ev = r.find("events.k8s.io", "v1", "events");
-        assert_eq!(ev.map(|t| t.storage.clone()), Some(GroupResource::new("", "events")));
+        assert_eq!(
+            ev.map(|t| t.storage.clone()),
+            Some(GroupResource::new("", "events"))
+        );
     }
 }

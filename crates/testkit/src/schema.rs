@@ -8,7 +8,11 @@ use serde_json::{Map, Value};
 use crate::status::{Cause, show_value};
 
 fn join(path: &str, field: &str) -> String {
-    if path.is_empty() { field.to_string() } else { format!("{path}.{field}") }
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
 }
 
 fn flag(schema: &Value, name: &str) -> bool {
@@ -121,8 +125,8 @@ fn type_matches(expected: &str, value: &Value) -> bool {
     }
 }
 
-fn invalid(path: &str, value: &Value, detail: String) -> Cause {
-    Cause::invalid(path, value, &detail)
+fn invalid(path: &str, value: &Value, detail: &str) -> Cause {
+    Cause::invalid(path, value, detail)
 }
 
 /// A cache of compiled regular expressions, so each pattern compiles once per validation pass.
@@ -147,16 +151,37 @@ pub fn validate(value: &Value, schema: &Value) -> Vec<Cause> {
     causes
 }
 
-fn validate_at(value: &Value, schema: &Value, path: &str, root: bool, causes: &mut Vec<Cause>, re: &mut Patterns) {
+fn validate_at(
+    value: &Value,
+    schema: &Value,
+    path: &str,
+    root: bool,
+    causes: &mut Vec<Cause>,
+    re: &mut Patterns,
+) {
     if value.is_null() {
         if !flag(schema, "nullable") && schema.get("type").is_some() {
-            causes.push(invalid(path, &Value::String("null".into()), format!("{path} in body must be of type {}: \"null\"", schema["type"].as_str().unwrap_or("object"))));
+            causes.push(invalid(
+                path,
+                &Value::String("null".into()),
+                &format!(
+                    "{path} in body must be of type {}: \"null\"",
+                    schema["type"].as_str().unwrap_or("object")
+                ),
+            ));
         }
         return;
     }
     if flag(schema, "x-kubernetes-int-or-string") {
         if !(value.is_string() || value.is_i64() || value.is_u64()) {
-            causes.push(invalid(path, value, format!("{path} in body must be of type integer or string: \"{}\"", type_name(value))));
+            causes.push(invalid(
+                path,
+                value,
+                &format!(
+                    "{path} in body must be of type integer or string: \"{}\"",
+                    type_name(value)
+                ),
+            ));
             return;
         }
     } else if let Some(expected) = schema.get("type").and_then(Value::as_str)
@@ -165,7 +190,11 @@ fn validate_at(value: &Value, schema: &Value, path: &str, root: bool, causes: &m
         causes.push(Cause::new(
             "FieldValueTypeInvalid",
             path,
-            format!("Invalid value: \"{}\": {path} in body must be of type {expected}: \"{}\"", type_name(value), type_name(value)),
+            format!(
+                "Invalid value: \"{}\": {path} in body must be of type {expected}: \"{}\"",
+                type_name(value),
+                type_name(value)
+            ),
         ));
         return;
     }
@@ -176,7 +205,11 @@ fn validate_at(value: &Value, schema: &Value, path: &str, root: bool, causes: &m
         causes.push(Cause::new(
             "FieldValueNotSupported",
             path,
-            format!("Unsupported value: {}: supported values: {}", show_value(value), supported.join(", ")),
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                show_value(value),
+                supported.join(", ")
+            ),
         ));
     }
     match value {
@@ -186,7 +219,12 @@ fn validate_at(value: &Value, schema: &Value, path: &str, root: bool, causes: &m
         Value::Object(map) => validate_object(map, value, schema, path, root, causes, re),
         Value::Bool(_) | Value::Null => {}
     }
-    for sub in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+    for sub in schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         validate_at(value, sub, path, root, causes, re);
     }
     for (key, need_one) in [("anyOf", false), ("oneOf", true)] {
@@ -201,8 +239,12 @@ fn validate_at(value: &Value, schema: &Value, path: &str, root: bool, causes: &m
                 .count();
             let ok = if need_one { passing == 1 } else { passing >= 1 };
             if !ok {
-                let what = if need_one { "must validate one and only one schema (oneOf)" } else { "must validate at least one schema (anyOf)" };
-                causes.push(invalid(path, value, format!("{path} in body {what}")));
+                let what = if need_one {
+                    "must validate one and only one schema (oneOf)"
+                } else {
+                    "must validate at least one schema (anyOf)"
+                };
+                causes.push(invalid(path, value, &format!("{path} in body {what}")));
             }
         }
     }
@@ -210,34 +252,68 @@ fn validate_at(value: &Value, schema: &Value, path: &str, root: bool, causes: &m
         let mut c = Vec::new();
         validate_at(value, not, path, root, &mut c, re);
         if c.is_empty() {
-            causes.push(invalid(path, value, format!("{path} in body should not validate the schema (not)")));
+            causes.push(invalid(
+                path,
+                value,
+                &format!("{path} in body should not validate the schema (not)"),
+            ));
         }
     }
 }
 
-fn validate_string(s: &str, value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>, re: &mut Patterns) {
+fn validate_string(
+    s: &str,
+    value: &Value,
+    schema: &Value,
+    path: &str,
+    causes: &mut Vec<Cause>,
+    re: &mut Patterns,
+) {
     let len = s.chars().count() as u64;
     if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
         && len > max
     {
-        causes.push(Cause::new("FieldValueTooLong", path, format!("Too long: may not be more than {max} bytes")));
+        causes.push(Cause::new(
+            "FieldValueTooLong",
+            path,
+            format!("Too long: may not be more than {max} bytes"),
+        ));
     }
     if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
         && len < min
     {
-        causes.push(invalid(path, value, format!("{path} in body should be at least {min} chars long")));
+        causes.push(invalid(
+            path,
+            value,
+            &format!("{path} in body should be at least {min} chars long"),
+        ));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         match re.get(pattern) {
             Some(regex) if !regex.is_match(s) => {
-                causes.push(invalid(path, value, format!("{path} in body should match '{pattern}'")));
+                causes.push(invalid(
+                    path,
+                    value,
+                    &format!("{path} in body should match '{pattern}'"),
+                ));
             }
             Some(_) => {}
-            None => causes.push(invalid(path, value, format!("{path} has an invalid pattern '{pattern}'"))),
+            None => causes.push(invalid(
+                path,
+                value,
+                &format!("{path} has an invalid pattern '{pattern}'"),
+            )),
         }
     }
-    if schema.get("format").and_then(Value::as_str) == Some("date-time") && jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%.f%:z", s).is_err() && s.parse::<jiff::Timestamp>().is_err() {
-        causes.push(invalid(path, value, format!("{path} in body must be of type date-time: {s:?}")));
+    if schema.get("format").and_then(Value::as_str) == Some("date-time")
+        && jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%.f%:z", s).is_err()
+        && s.parse::<jiff::Timestamp>().is_err()
+    {
+        causes.push(invalid(
+            path,
+            value,
+            &format!("{path} in body must be of type date-time: {s:?}"),
+        ));
     }
 }
 
@@ -248,40 +324,79 @@ fn validate_number(value: &Value, schema: &Value, path: &str, causes: &mut Vec<C
     if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
         && (n < min || (exclusive_min && n == min))
     {
-        let op = if exclusive_min { "greater than" } else { "greater than or equal to" };
-        causes.push(invalid(path, value, format!("{path} in body should be {op} {}", schema["minimum"])));
+        let op = if exclusive_min {
+            "greater than"
+        } else {
+            "greater than or equal to"
+        };
+        causes.push(invalid(
+            path,
+            value,
+            &format!("{path} in body should be {op} {}", schema["minimum"]),
+        ));
     }
     if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
         && (n > max || (exclusive_max && n == max))
     {
-        let op = if exclusive_max { "less than" } else { "less than or equal to" };
-        causes.push(invalid(path, value, format!("{path} in body should be {op} {}", schema["maximum"])));
+        let op = if exclusive_max {
+            "less than"
+        } else {
+            "less than or equal to"
+        };
+        causes.push(invalid(
+            path,
+            value,
+            &format!("{path} in body should be {op} {}", schema["maximum"]),
+        ));
     }
     if let Some(m) = schema.get("multipleOf").and_then(Value::as_f64)
         && m != 0.0
         && (n / m).fract() != 0.0
     {
-        causes.push(invalid(path, value, format!("{path} in body should be a multiple of {}", schema["multipleOf"])));
+        causes.push(invalid(
+            path,
+            value,
+            &format!("{path} in body should be a multiple of {}", schema["multipleOf"]),
+        ));
     }
 }
 
-fn validate_array(items: &[Value], value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>, re: &mut Patterns) {
+fn validate_array(
+    items: &[Value],
+    value: &Value,
+    schema: &Value,
+    path: &str,
+    causes: &mut Vec<Cause>,
+    re: &mut Patterns,
+) {
     let len = items.len() as u64;
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
         && len > max
     {
-        causes.push(Cause::new("FieldValueTooMany", path, format!("Too many: {len}: must have at most {max} items")));
+        causes.push(Cause::new(
+            "FieldValueTooMany",
+            path,
+            format!("Too many: {len}: must have at most {max} items"),
+        ));
     }
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && len < min
     {
-        causes.push(invalid(path, value, format!("{path} in body should have at least {min} items")));
+        causes.push(invalid(
+            path,
+            value,
+            &format!("{path} in body should have at least {min} items"),
+        ));
     }
     let list_type = schema.get("x-kubernetes-list-type").and_then(Value::as_str);
     if list_type == Some("set") || flag(schema, "uniqueItems") {
         for (i, item) in items.iter().enumerate() {
             if items[..i].contains(item) {
-                causes.push(Cause::new("FieldValueDuplicate", format!("{path}[{i}]"), format!("Duplicate value: {}", show_value(item))));
+                causes.push(Cause::new(
+                    "FieldValueDuplicate",
+                    format!("{path}[{i}]"),
+                    format!("Duplicate value: {}", show_value(item)),
+                ));
             }
         }
     }
@@ -290,12 +405,25 @@ fn validate_array(items: &[Value], value: &Value, schema: &Value, path: &str, ca
             .as_array()
             .map(|k| k.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let key_of = |item: &Value| keys.iter().map(|k| item.get(*k).cloned().unwrap_or(Value::Null)).collect::<Vec<_>>();
+        let key_of = |item: &Value| {
+            keys.iter()
+                .map(|k| item.get(*k).cloned().unwrap_or(Value::Null))
+                .collect::<Vec<_>>()
+        };
         for (i, item) in items.iter().enumerate() {
             let key = key_of(item);
             if items[..i].iter().any(|other| key_of(other) == key) {
-                let shown = keys.iter().zip(&key).map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(",");
-                causes.push(Cause::new("FieldValueDuplicate", format!("{path}[{i}]"), format!("Duplicate value: map[string]interface {{}}{{{shown}}}")));
+                let shown = keys
+                    .iter()
+                    .zip(&key)
+                    .map(|(k, v)| format!("\"{k}\":{v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                causes.push(Cause::new(
+                    "FieldValueDuplicate",
+                    format!("{path}[{i}]"),
+                    format!("Duplicate value: map[string]interface {{}}{{{shown}}}"),
+                ));
             }
         }
     }
@@ -315,7 +443,12 @@ fn validate_object(
     causes: &mut Vec<Cause>,
     re: &mut Patterns,
 ) {
-    for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+    for required in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(name) = required.as_str()
             && !map.contains_key(name)
         {
@@ -326,12 +459,20 @@ fn validate_object(
     if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
         && count > max
     {
-        causes.push(Cause::new("FieldValueTooMany", path, format!("Too many: {count}: must have at most {max} items")));
+        causes.push(Cause::new(
+            "FieldValueTooMany",
+            path,
+            format!("Too many: {count}: must have at most {max} items"),
+        ));
     }
     if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
         && count < min
     {
-        causes.push(invalid(path, value, format!("{path} in body should have at least {min} properties")));
+        causes.push(invalid(
+            path,
+            value,
+            &format!("{path} in body should have at least {min} properties"),
+        ));
     }
     let embedded = root || flag(schema, "x-kubernetes-embedded-resource");
     let props = schema.get("properties").and_then(Value::as_object);
@@ -350,7 +491,12 @@ fn validate_object(
 
 /// Evaluates the schema's CEL `x-kubernetes-validations` rules (transition rules only when `old`
 /// is given).
-pub fn validate_cel(validator: &kube::core::cel::Validator, schema: &Value, object: &Value, old: Option<&Value>) -> Vec<Cause> {
+pub fn validate_cel(
+    validator: &kube::core::cel::Validator,
+    schema: &Value,
+    object: &Value,
+    old: Option<&Value>,
+) -> Vec<Cause> {
     if !schema.to_string().contains("x-kubernetes-validations") {
         return Vec::new();
     }
@@ -368,7 +514,11 @@ pub fn validate_cel(validator: &kube::core::cel::Validator, schema: &Value, obje
                     Some("FieldValueDuplicate") => "FieldValueDuplicate",
                     _ => "FieldValueInvalid",
                 };
-                Cause::new(reason, e.field_path.clone(), format!("Invalid value: \"{shown}\": {}", e.message))
+                Cause::new(
+                    reason,
+                    e.field_path.clone(),
+                    format!("Invalid value: \"{shown}\": {}", e.message),
+                )
             })
             .collect(),
     }
@@ -442,14 +592,47 @@ mod tests {
     fn validation_messages_name_fields() {
         let v = json!({"spec": {"name": "ABCDEFG", "mode": "c", "count": 7, "tags": ["x", "x", "y"], "labels": {"k": 1}}});
         let causes: Vec<String> = validate(&v, &schema()).iter().map(Cause::render).collect();
-        assert!(causes.contains(&"spec.name: Too long: may not be more than 5 bytes".to_string()), "{causes:?}");
-        assert!(causes.contains(&"spec.name: Invalid value: \"ABCDEFG\": spec.name in body should match '^[a-z]+$'".to_string()), "{causes:?}");
-        assert!(causes.contains(&"spec.mode: Unsupported value: \"c\": supported values: \"a\", \"b\"".to_string()), "{causes:?}");
-        assert!(causes.contains(&"spec.count: Invalid value: 7: spec.count in body should be less than or equal to 3".to_string()), "{causes:?}");
-        assert!(causes.contains(&"spec.tags: Too many: 3: must have at most 2 items".to_string()), "{causes:?}");
-        assert!(causes.contains(&"spec.tags[1]: Duplicate value: \"x\"".to_string()), "{causes:?}");
-        assert!(causes.iter().any(|c| c.starts_with("spec.labels[k]: Invalid value: \"integer\"")), "{causes:?}");
-        let missing: Vec<String> = validate(&json!({"spec": {}}), &schema()).iter().map(Cause::render).collect();
+        assert!(
+            causes.contains(&"spec.name: Too long: may not be more than 5 bytes".to_string()),
+            "{causes:?}"
+        );
+        assert!(
+            causes.contains(
+                &"spec.name: Invalid value: \"ABCDEFG\": spec.name in body should match '^[a-z]+$'"
+                    .to_string()
+            ),
+            "{causes:?}"
+        );
+        assert!(
+            causes
+                .contains(&"spec.mode: Unsupported value: \"c\": supported values: \"a\", \"b\"".to_string()),
+            "{causes:?}"
+        );
+        assert!(
+            causes.contains(
+                &"spec.count: Invalid value: 7: spec.count in body should be less than or equal to 3"
+                    .to_string()
+            ),
+            "{causes:?}"
+        );
+        assert!(
+            causes.contains(&"spec.tags: Too many: 3: must have at most 2 items".to_string()),
+            "{causes:?}"
+        );
+        assert!(
+            causes.contains(&"spec.tags[1]: Duplicate value: \"x\"".to_string()),
+            "{causes:?}"
+        );
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.starts_with("spec.labels[k]: Invalid value: \"integer\"")),
+            "{causes:?}"
+        );
+        let missing: Vec<String> = validate(&json!({"spec": {}}), &schema())
+            .iter()
+            .map(Cause::render)
+            .collect();
         assert_eq!(missing, vec!["spec.name: Required value".to_string()]);
     }
 
@@ -462,6 +645,9 @@ mod tests {
         let new = json!({"spec": {"id": "b"}});
         assert!(validate_cel(&validator, &schema, &new, None).is_empty());
         let causes = validate_cel(&validator, &schema, &new, Some(&json!({"spec": {"id": "a"}})));
-        assert_eq!(causes.iter().map(Cause::render).collect::<Vec<_>>(), vec!["spec.id: Invalid value: \"string\": id is immutable".to_string()]);
+        assert_eq!(
+            causes.iter().map(Cause::render).collect::<Vec<_>>(),
+            vec!["spec.id: Invalid value: \"string\": id is immutable".to_string()]
+        );
     }
 }

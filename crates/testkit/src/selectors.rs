@@ -46,15 +46,27 @@ fn parse_set(s: &str, whole: &str) -> Result<BTreeSet<String>, String> {
         .trim()
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| format!("unable to parse requirement: found '{s}', expected: '(' ... ')' in {whole:?}"))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+        .ok_or_else(|| {
+            format!("unable to parse requirement: found '{s}', expected: '(' ... ')' in {whole:?}")
+        })?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 fn check_key(key: &str, whole: &str) -> Result<String, String> {
     let key = key.trim();
     let valid = !key.is_empty()
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if valid { Ok(key.to_string()) } else { Err(format!("invalid label key {key:?} in selector {whole:?}")) }
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if valid {
+        Ok(key.to_string())
+    } else {
+        Err(format!("invalid label key {key:?} in selector {whole:?}"))
+    }
 }
 
 impl LabelSelector {
@@ -79,10 +91,16 @@ impl LabelSelector {
             } else if let Some((k, v)) = part.split_once(" in ") {
                 Requirement::In(check_key(k, s)?, parse_set(v, s)?)
             } else if let Some((k, v)) = part.split_once('>') {
-                let n = v.trim().parse().map_err(|_| format!("invalid number {v:?} in selector {s:?}"))?;
+                let n = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("invalid number {v:?} in selector {s:?}"))?;
                 Requirement::Greater(check_key(k, s)?, n)
             } else if let Some((k, v)) = part.split_once('<') {
-                let n = v.trim().parse().map_err(|_| format!("invalid number {v:?} in selector {s:?}"))?;
+                let n = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("invalid number {v:?} in selector {s:?}"))?;
                 Requirement::Less(check_key(k, s)?, n)
             } else {
                 Requirement::Exists(check_key(part, s)?)
@@ -107,7 +125,6 @@ impl LabelSelector {
             Requirement::Less(k, n) => get(k).and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *n),
         })
     }
-
 }
 
 /// A parsed field selector.
@@ -190,7 +207,6 @@ impl FieldSelector {
             (actual == *value) == *equal
         })
     }
-
 }
 
 fn supported_field(group: &str, resource: &str, field: &str) -> bool {
@@ -247,7 +263,10 @@ fn field_value(object: &Value, field: &str) -> String {
     let field = match field {
         "source" => "source.component",
         "spec.hostNetwork" => {
-            return object["spec"]["hostNetwork"].as_bool().unwrap_or(false).to_string();
+            return object["spec"]["hostNetwork"]
+                .as_bool()
+                .unwrap_or(false)
+                .to_string();
         }
         other => other,
     };
@@ -268,13 +287,13 @@ mod tests {
 
     use super::*;
 
-    fn obj(labels: Value) -> Value {
+    fn obj(labels: &Value) -> Value {
         json!({"metadata": {"name": "n", "namespace": "ns", "labels": labels}})
     }
 
     #[test]
     fn label_operators() {
-        let o = obj(json!({"app": "web", "tier": "front"}));
+        let o = obj(&json!({"app": "web", "tier": "front"}));
         for (sel, want) in [
             ("app=web", true),
             ("app==web", true),
@@ -291,19 +310,37 @@ mod tests {
             ("app=web,tier=back", false),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).map(|s| s.matches(&o)), Ok(want), "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).map(|s| s.matches(&o)),
+                Ok(want),
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("app in db").is_err());
     }
 
     #[test]
     fn field_selectors() {
-        let o = obj(json!({}));
+        let o = obj(&json!({}));
         let s = FieldSelector::parse("metadata.name=n,metadata.namespace!=other").unwrap_or_default();
         assert!(s.matches(&o));
-        assert!(!FieldSelector::parse("metadata.name==x").unwrap_or_default().matches(&o));
-        assert!(FieldSelector::parse("spec.foo=1").unwrap_or_default().check_supported("", "configmaps").is_err());
-        assert!(FieldSelector::parse("status.phase=Running").unwrap_or_default().check_supported("", "pods").is_ok());
+        assert!(
+            !FieldSelector::parse("metadata.name==x")
+                .unwrap_or_default()
+                .matches(&o)
+        );
+        assert!(
+            FieldSelector::parse("spec.foo=1")
+                .unwrap_or_default()
+                .check_supported("", "configmaps")
+                .is_err()
+        );
+        assert!(
+            FieldSelector::parse("status.phase=Running")
+                .unwrap_or_default()
+                .check_supported("", "pods")
+                .is_ok()
+        );
         assert!(FieldSelector::parse("nonsense").is_err());
     }
 }

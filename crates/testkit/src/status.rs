@@ -16,7 +16,11 @@ pub struct Cause {
 impl Cause {
     /// A cause with the given reason, field and message.
     pub fn new(reason: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { reason: reason.to_string(), field: field.into(), message: message.into() }
+        Self {
+            reason: reason.to_string(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// `field: Required value`.
@@ -26,7 +30,11 @@ impl Cause {
 
     /// `field: Invalid value: <value>: <detail>`.
     pub fn invalid(field: impl Into<String>, value: &Value, detail: &str) -> Self {
-        Self::new("FieldValueInvalid", field, format!("Invalid value: {}: {detail}", show_value(value)))
+        Self::new(
+            "FieldValueInvalid",
+            field,
+            format!("Invalid value: {}: {detail}", show_value(value)),
+        )
     }
 
     /// `field: Forbidden: <detail>`.
@@ -36,7 +44,11 @@ impl Cause {
 
     /// The cause as it reads in a Status message.
     pub fn render(&self) -> String {
-        if self.field.is_empty() { self.message.clone() } else { format!("{}: {}", self.field, self.message) }
+        if self.field.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.field, self.message)
+        }
     }
 }
 
@@ -95,7 +107,12 @@ impl Gr<'_> {
 
 impl ApiError {
     fn new(code: u16, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code, reason: reason.into(), message: message.into(), details: None }
+        Self {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, details: Value) -> Self {
@@ -105,24 +122,41 @@ impl ApiError {
 
     /// 404 `<resource> "<name>" not found`.
     pub fn not_found(gr: Gr<'_>, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} {name:?} not found", gr.qualified())).with_details(gr.details(name))
+        Self::new(404, "NotFound", format!("{} {name:?} not found", gr.qualified()))
+            .with_details(gr.details(name))
     }
 
     /// 404 for a path no resource serves.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource").with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// 409 `<resource> "<name>" already exists`.
     pub fn already_exists(gr: Gr<'_>, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", gr.qualified()))
-            .with_details(gr.details(name))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", gr.qualified()),
+        )
+        .with_details(gr.details(name))
     }
 
     /// 409 Conflict on a stale resourceVersion.
     pub fn conflict(gr: Gr<'_>, name: &str, detail: &str) -> Self {
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} {name:?}: {detail}", gr.qualified()))
-            .with_details(gr.details(name))
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} {name:?}: {detail}",
+                gr.qualified()
+            ),
+        )
+        .with_details(gr.details(name))
     }
 
     /// The standard stale-update conflict.
@@ -136,13 +170,24 @@ impl ApiError {
 
     /// 422 Invalid with field causes; `kind` is the object's kind.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
-        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let rendered: Vec<String> = causes.iter().map(Cause::render).collect();
-        let list = if rendered.len() == 1 { rendered[0].clone() } else { format!("[{}]", rendered.join(", ")) };
+        let list = if rendered.len() == 1 {
+            rendered[0].clone()
+        } else {
+            format!("[{}]", rendered.join(", "))
+        };
         let mut details = json!({
             "name": name,
             "kind": kind,
-            "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
+            "causes": causes
+                .into_iter()
+                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .collect::<Vec<_>>(),
         });
         if !group.is_empty() {
             details["group"] = json!(group);
@@ -157,9 +202,17 @@ impl ApiError {
 
     /// 403 Forbidden with a message.
     pub fn forbidden(gr: Gr<'_>, name: &str, message: impl Into<String>) -> Self {
-        let subject = if name.is_empty() { gr.qualified() } else { format!("{} {name:?}", gr.qualified()) };
-        Self::new(403, "Forbidden", format!("{subject} is forbidden: {}", message.into()))
-            .with_details(gr.details(name))
+        let subject = if name.is_empty() {
+            gr.qualified()
+        } else {
+            format!("{} {name:?}", gr.qualified())
+        };
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{subject} is forbidden: {}", message.into()),
+        )
+        .with_details(gr.details(name))
     }
 
     /// 401 Unauthorized.
@@ -174,8 +227,12 @@ impl ApiError {
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// 415 UnsupportedMediaType.
@@ -201,7 +258,6 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
     }
-
 
     /// A Status with an arbitrary code and reason (admission denials carry the webhook's).
     pub fn custom(code: u16, reason: impl Into<String>, message: impl Into<String>) -> Self {
@@ -237,7 +293,6 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,8 +317,17 @@ mod tests {
 
     #[test]
     fn not_found_names_the_qualified_resource() {
-        let err = ApiError::not_found(Gr { group: "", resource: "configmaps" }, "x");
+        let err = ApiError::not_found(
+            Gr {
+                group: "",
+                resource: "configmaps",
+            },
+            "x",
+        );
         assert_eq!(err.message, "configmaps \"x\" not found");
-        assert_eq!(err.to_status()["details"], json!({"name": "x", "kind": "configmaps"}));
+        assert_eq!(
+            err.to_status()["details"],
+            json!({"name": "x", "kind": "configmaps"})
+        );
     }
 }

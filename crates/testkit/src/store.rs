@@ -84,12 +84,21 @@ impl Store {
     /// `initial_rv`.
     pub fn new(history_limit: usize, channel_capacity: usize) -> Self {
         let (changes, _) = broadcast::channel(channel_capacity.max(16));
-        Self { state: Mutex::new(State { history_limit, ..State::default() }), changes }
+        Self {
+            state: Mutex::new(State {
+                history_limit,
+                ..State::default()
+            }),
+            changes,
+        }
     }
 
     /// Takes the lock.
     pub fn txn(&self) -> Txn<'_> {
-        Txn { state: self.state.lock(), changes: &self.changes }
+        Txn {
+            state: self.state.lock(),
+            changes: &self.changes,
+        }
     }
 }
 
@@ -111,12 +120,17 @@ impl Txn<'_> {
 
     /// One object.
     pub fn get(&self, gr: &GroupResource, namespace: &str, name: &str) -> Option<&Value> {
-        self.state.objects.get(gr)?.get(&(namespace.to_string(), name.to_string()))
+        self.state
+            .objects
+            .get(gr)?
+            .get(&(namespace.to_string(), name.to_string()))
     }
 
     /// Objects of a bucket, in one namespace or all (`None`), ordered by namespace and name.
     pub fn list(&self, gr: &GroupResource, namespace: Option<&str>) -> Vec<&Value> {
-        let Some(bucket) = self.state.objects.get(gr) else { return Vec::new() };
+        let Some(bucket) = self.state.objects.get(gr) else {
+            return Vec::new();
+        };
         match namespace {
             None => bucket.values().collect(),
             Some(ns) => bucket
@@ -129,7 +143,12 @@ impl Txn<'_> {
 
     /// Every bucket that holds objects.
     pub fn buckets(&self) -> Vec<GroupResource> {
-        self.state.objects.iter().filter(|(_, b)| !b.is_empty()).map(|(gr, _)| gr.clone()).collect()
+        self.state
+            .objects
+            .iter()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(gr, _)| gr.clone())
+            .collect()
     }
 
     /// Stores a new object (replacing nothing), stamping the next resourceVersion.
@@ -161,12 +180,28 @@ impl Txn<'_> {
         Some(object)
     }
 
-    fn write(&mut self, gr: &GroupResource, namespace: &str, name: &str, mut object: Value, kind: ChangeKind) -> Value {
+    fn write(
+        &mut self,
+        gr: &GroupResource,
+        namespace: &str,
+        name: &str,
+        mut object: Value,
+        kind: ChangeKind,
+    ) -> Value {
         let rv = self.next_rv();
         set_rv(&mut object, rv);
         let key = (namespace.to_string(), name.to_string());
-        let previous = self.state.objects.entry(gr.clone()).or_default().insert(key, object.clone());
-        let kind = if previous.is_some() { ChangeKind::Modified } else { kind };
+        let previous = self
+            .state
+            .objects
+            .entry(gr.clone())
+            .or_default()
+            .insert(key, object.clone());
+        let kind = if previous.is_some() {
+            ChangeKind::Modified
+        } else {
+            kind
+        };
         self.record(Change {
             rv,
             gr: gr.clone(),
@@ -202,7 +237,13 @@ impl Txn<'_> {
             return None;
         }
         let live = self.changes.subscribe();
-        let backlog = self.state.history.iter().filter(|c| c.rv > position).cloned().collect();
+        let backlog = self
+            .state
+            .history
+            .iter()
+            .filter(|c| c.rv > position)
+            .cloned()
+            .collect();
         Some(Subscription { backlog, live })
     }
 
@@ -232,7 +273,13 @@ impl Txn<'_> {
     }
 
     /// Server-side apply: records the configurations last applied to an object.
-    pub fn set_applied(&mut self, gr: &GroupResource, namespace: &str, name: &str, applied: BTreeMap<String, Value>) {
+    pub fn set_applied(
+        &mut self,
+        gr: &GroupResource,
+        namespace: &str,
+        name: &str,
+        applied: BTreeMap<String, Value>,
+    ) {
         let key = (gr.clone(), namespace.to_string(), name.to_string());
         if applied.is_empty() {
             self.state.applied.remove(&key);
@@ -267,10 +314,14 @@ mod tests {
         let a = txn.insert(&gr, "ns", "a", cm("a"));
         assert_eq!(a["metadata"]["resourceVersion"], "1");
         txn.insert(&gr, "ns", "b", cm("b"));
-        let removed = txn.remove(&gr, "ns", "a").map(|v| v["metadata"]["resourceVersion"].clone());
+        let removed = txn
+            .remove(&gr, "ns", "a")
+            .map(|v| v["metadata"]["resourceVersion"].clone());
         assert_eq!(removed, Some(json!("3")));
         assert_eq!(txn.list(&gr, Some("ns")).len(), 1);
-        let sub = txn.subscribe_from(1).map(|s| s.backlog.iter().map(|c| c.rv).collect::<Vec<_>>());
+        let sub = txn
+            .subscribe_from(1)
+            .map(|s| s.backlog.iter().map(|c| c.rv).collect::<Vec<_>>());
         assert_eq!(sub, Some(vec![2, 3]));
     }
 

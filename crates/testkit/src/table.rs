@@ -22,13 +22,16 @@ impl Rendering {
         for part in accept.split(',') {
             let params: Vec<&str> = part.split(';').map(str::trim).collect();
             let is_meta = params.contains(&"g=meta.k8s.io");
-            if is_meta && params.iter().any(|p| *p == "as=Table") {
+            if is_meta && params.contains(&"as=Table") {
                 return Self::Table;
             }
             if is_meta && params.iter().any(|p| p.starts_with("as=PartialObjectMetadata")) {
                 return Self::Metadata;
             }
-            if params.first().is_some_and(|m| *m == "application/json" || *m == "*/*" || *m == "application/yaml") {
+            if params
+                .first()
+                .is_some_and(|m| *m == "application/json" || *m == "*/*" || *m == "application/yaml")
+            {
                 return Self::Object;
             }
         }
@@ -50,7 +53,11 @@ pub fn human_duration(seconds: i64) -> String {
     let minutes = seconds / 60;
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 60 * 3 {
         return format!("{minutes}m");
@@ -58,21 +65,33 @@ pub fn human_duration(seconds: i64) -> String {
     let hours = minutes / 60;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
     }
     if hours < 24 * 365 * 8 {
         let days = hours / 24 % 365;
-        return if days == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{days}d", hours / 24 / 365) };
+        return if days == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{days}d", hours / 24 / 365)
+        };
     }
     format!("{}y", hours / 24 / 365)
 }
@@ -86,18 +105,38 @@ fn age_of(timestamp: &str) -> String {
 
 /// Columns the real server computes for built-in kinds.
 fn computed(name: &str, object: &Value) -> Value {
-    let count = |v: &Value| v.as_object().map(|m| m.len()).or_else(|| v.as_array().map(Vec::len)).unwrap_or(0);
+    let count = |v: &Value| {
+        v.as_object()
+            .map(|m| m.len())
+            .or_else(|| v.as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
     match name {
         "#data" => json!(count(&object["data"]) + count(&object["binaryData"])),
         "#secrets" => json!(count(&object["secrets"])),
         "#pod-ready" => {
-            let statuses = object["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
-            let ready = statuses.iter().filter(|s| s["ready"].as_bool() == Some(true)).count();
+            let statuses = object["status"]["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let ready = statuses
+                .iter()
+                .filter(|s| s["ready"].as_bool() == Some(true))
+                .count();
             json!(format!("{ready}/{}", count(&object["spec"]["containers"])))
         }
         "#pod-restarts" => {
-            let statuses = object["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
-            json!(statuses.iter().filter_map(|s| s["restartCount"].as_i64()).sum::<i64>().to_string())
+            let statuses = object["status"]["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            json!(
+                statuses
+                    .iter()
+                    .filter_map(|s| s["restartCount"].as_i64())
+                    .sum::<i64>()
+                    .to_string()
+            )
         }
         _ => Value::Null,
     }
@@ -115,12 +154,17 @@ fn cell(column: &PrinterColumn, object: &Value) -> Value {
         return found[0].as_str().map(|s| json!(age_of(s))).unwrap_or(Value::Null);
     }
     if found.len() > 1 {
-        let parts: Vec<String> =
-            found.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect();
+        let parts: Vec<String> = found
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+            .collect();
         return json!(parts.join(", "));
     }
     match (column.type_.as_str(), found[0]) {
-        ("string", Value::String(_)) | ("integer", Value::Number(_)) | ("number", Value::Number(_)) | ("boolean", Value::Bool(_)) => found[0].clone(),
+        ("string", Value::String(_))
+        | ("integer", Value::Number(_))
+        | ("number", Value::Number(_))
+        | ("boolean", Value::Bool(_)) => found[0].clone(),
         ("string", other) => json!(other.to_string()),
         (_, other) => other.clone(),
     }
@@ -146,7 +190,13 @@ fn column_definitions(rt: &ResourceType) -> Vec<Value> {
 }
 
 /// A Table of objects; `include_object` is `None`, `Metadata` (default) or `Object`.
-pub fn table(rt: &ResourceType, objects: &[Value], resource_version: &str, include_object: &str, list_meta: Option<&Value>) -> Value {
+pub fn table(
+    rt: &ResourceType,
+    objects: &[Value],
+    resource_version: &str,
+    include_object: &str,
+    list_meta: Option<&Value>,
+) -> Value {
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
@@ -193,8 +243,16 @@ mod tests {
 
     #[test]
     fn accept_headers() {
-        assert_eq!(Rendering::from_accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"), Rendering::Table);
-        assert_eq!(Rendering::from_accept("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"), Rendering::Metadata);
+        assert_eq!(
+            Rendering::from_accept(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            ),
+            Rendering::Table
+        );
+        assert_eq!(
+            Rendering::from_accept("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
+            Rendering::Metadata
+        );
         assert_eq!(Rendering::from_accept("application/json, */*"), Rendering::Object);
     }
 }

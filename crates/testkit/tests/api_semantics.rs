@@ -12,7 +12,9 @@ use idbind_testkit::KubeEmulator;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, PropagationPolicy,
+};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -20,7 +22,12 @@ fn cm(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             ..Default::default()
         },
         data: Some([("k".to_string(), "v".to_string())].into()),
@@ -32,7 +39,9 @@ fn binding(name: &str) -> IdentityBinding {
     IdentityBinding::new(
         name,
         IdentityBindingSpec {
-            managed_identity: ManagedIdentityRef { resource_id: RESOURCE_ID.into() },
+            managed_identity: ManagedIdentityRef {
+                resource_id: RESOURCE_ID.into(),
+            },
             allowed_subjects: vec![],
         },
     )
@@ -51,7 +60,10 @@ async fn typed_crud_and_error_bodies() {
     assert_eq!((dup.code, dup.reason.as_str()), (409, "AlreadyExists"));
     assert_eq!(dup.message, "configmaps \"a\" already exists");
     let details = dup.details.unwrap();
-    assert_eq!((details.name.as_str(), details.kind.as_str()), ("a", "configmaps"));
+    assert_eq!(
+        (details.name.as_str(), details.kind.as_str()),
+        ("a", "configmaps")
+    );
 
     let missing = status(api.get("nope").await);
     assert_eq!((missing.code, missing.reason.as_str()), (404, "NotFound"));
@@ -64,7 +76,10 @@ async fn typed_crud_and_error_bodies() {
     assert_eq!(replaced.data.clone().unwrap()["k"], "w");
 
     // A no-op update does not write (same resourceVersion).
-    let again = api.replace("a", &PostParams::default(), &api.get("a").await.unwrap()).await.unwrap();
+    let again = api
+        .replace("a", &PostParams::default(), &api.get("a").await.unwrap())
+        .await
+        .unwrap();
     assert_eq!(again.resource_version(), replaced.resource_version());
 
     let deleted = api.delete("a", &DeleteParams::default()).await.unwrap();
@@ -73,7 +88,10 @@ async fn typed_crud_and_error_bodies() {
 
     let in_missing_ns: Api<ConfigMap> = Api::namespaced(emulator.client().unwrap(), "ghost");
     let err = status(in_missing_ns.create(&PostParams::default(), &cm("a", &[])).await);
-    assert_eq!((err.code, err.message.as_str()), (404, "namespaces \"ghost\" not found"));
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (404, "namespaces \"ghost\" not found")
+    );
 
     let bad_name = status(api.create(&PostParams::default(), &cm("Not_Valid", &[])).await);
     assert_eq!((bad_name.code, bad_name.reason.as_str()), (422, "Invalid"));
@@ -98,7 +116,10 @@ async fn stale_updates_conflict_and_generate_name_works() {
     );
     // A merge patch carrying a stale resourceVersion conflicts too.
     let patch = json!({"metadata": {"resourceVersion": created.resource_version()}, "data": {"k": "3"}});
-    let conflict = status(api.patch("c", &PatchParams::default(), &Patch::Merge(&patch)).await);
+    let conflict = status(
+        api.patch("c", &PatchParams::default(), &Patch::Merge(&patch))
+            .await,
+    );
     assert_eq!(conflict.code, 409);
 
     let mut generated = cm("", &[]);
@@ -111,7 +132,10 @@ async fn stale_updates_conflict_and_generate_name_works() {
     // Creating with a resourceVersion is refused, as by kube-apiserver.
     let mut with_rv = cm("d", &[]);
     with_rv.metadata.resource_version = Some("5".into());
-    assert_eq!(status(api.create(&PostParams::default(), &with_rv).await).code, 500);
+    assert_eq!(
+        status(api.create(&PostParams::default(), &with_rv).await).code,
+        500
+    );
 }
 
 #[tokio::test]
@@ -119,13 +143,22 @@ async fn merge_json_strategic_and_apply_patches() {
     let emulator = KubeEmulator::start().await.unwrap();
     let client = emulator.client().unwrap();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    api.create(&PostParams::default(), &cm("p", &[("app", "web")])).await.unwrap();
-
-    let merged = api
-        .patch("p", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": "1", "k": null}, "metadata": {"labels": {"tier": "x"}}})))
+    api.create(&PostParams::default(), &cm("p", &[("app", "web")]))
         .await
         .unwrap();
-    assert_eq!(merged.data.clone().unwrap(), BTreeMap::from([("a".to_string(), "1".to_string())]));
+
+    let merged = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": "1", "k": null}, "metadata": {"labels": {"tier": "x"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        merged.data.clone().unwrap(),
+        BTreeMap::from([("a".to_string(), "1".to_string())])
+    );
     assert_eq!(merged.labels().len(), 2);
 
     let ops: json_patch::Patch = serde_json::from_value(json!([
@@ -134,28 +167,56 @@ async fn merge_json_strategic_and_apply_patches() {
         {"op": "remove", "path": "/metadata/labels/tier"}
     ]))
     .unwrap();
-    let patched = api.patch("p", &PatchParams::default(), &Patch::<()>::Json(ops)).await.unwrap();
+    let patched = api
+        .patch("p", &PatchParams::default(), &Patch::<()>::Json(ops))
+        .await
+        .unwrap();
     assert_eq!(patched.data.clone().unwrap()["b"], "2");
     assert_eq!(patched.labels().len(), 1);
-    let failing: json_patch::Patch = serde_json::from_value(json!([{"op": "test", "path": "/data/a", "value": "nope"}])).unwrap();
-    assert_eq!(status(api.patch("p", &PatchParams::default(), &Patch::<()>::Json(failing)).await).code, 422);
+    let failing: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "test", "path": "/data/a", "value": "nope"}])).unwrap();
+    assert_eq!(
+        status(
+            api.patch("p", &PatchParams::default(), &Patch::<()>::Json(failing))
+                .await
+        )
+        .code,
+        422
+    );
 
     // Server-side apply: creates, owns fields, conflicts between managers, force moves ownership.
     let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "1", "y": "2"}});
     let one = PatchParams::apply("one");
     let created = api.patch("s", &one, &Patch::Apply(&applied)).await.unwrap();
     assert_eq!(created.data.unwrap()["y"], "2");
-    let fewer = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "1"}});
+    let fewer =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "1"}});
     let updated = api.patch("s", &one, &Patch::Apply(&fewer)).await.unwrap();
-    assert_eq!(updated.data.unwrap(), BTreeMap::from([("x".to_string(), "1".to_string())]));
-    let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "9"}});
-    let conflict = status(api.patch("s", &PatchParams::apply("two"), &Patch::Apply(&other)).await);
+    assert_eq!(
+        updated.data.unwrap(),
+        BTreeMap::from([("x".to_string(), "1".to_string())])
+    );
+    let other =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "9"}});
+    let conflict = status(
+        api.patch("s", &PatchParams::apply("two"), &Patch::Apply(&other))
+            .await,
+    );
     assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
     let cause = &conflict.details.unwrap().causes[0];
-    assert_eq!((cause.reason.as_str(), cause.field.as_str()), ("FieldManagerConflict", ".data.x"));
-    let forced = api.patch("s", &PatchParams::apply("two").force(), &Patch::Apply(&other)).await.unwrap();
+    assert_eq!(
+        (cause.reason.as_str(), cause.field.as_str()),
+        ("FieldManagerConflict", ".data.x")
+    );
+    let forced = api
+        .patch("s", &PatchParams::apply("two").force(), &Patch::Apply(&other))
+        .await
+        .unwrap();
     assert_eq!(forced.data.unwrap()["x"], "9");
-    let no_manager = status(api.patch("s", &PatchParams::default(), &Patch::Apply(&other)).await);
+    let no_manager = status(
+        api.patch("s", &PatchParams::default(), &Patch::Apply(&other))
+            .await,
+    );
     assert_eq!(no_manager.code, 422);
 
     // Strategic merge patch merges containers by name on built-in kinds.
@@ -167,7 +228,10 @@ async fn merge_json_strategic_and_apply_patches() {
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
     let smp = json!({"spec": {"containers": [{"name": "app", "image": "app:2", "env": [{"name": "B", "value": "2"}]}]}});
-    let patched = pods.patch("web", &PatchParams::default(), &Patch::Strategic(&smp)).await.unwrap();
+    let patched = pods
+        .patch("web", &PatchParams::default(), &Patch::Strategic(&smp))
+        .await
+        .unwrap();
     let containers = patched.spec.unwrap().containers;
     assert_eq!(containers.len(), 2);
     assert_eq!(containers[0].image.as_deref(), Some("app:2"));
@@ -177,8 +241,18 @@ async fn merge_json_strategic_and_apply_patches() {
     let emulator = emulator_with_crd().await;
     let ibs: Api<IdentityBinding> = Api::all(emulator.client().unwrap());
     ibs.create(&PostParams::default(), &binding("b")).await.unwrap();
-    let refused = status(ibs.patch("b", &PatchParams::default(), &Patch::Strategic(json!({"spec": {}}))).await);
-    assert_eq!((refused.code, refused.reason.as_str()), (415, "UnsupportedMediaType"));
+    let refused = status(
+        ibs.patch(
+            "b",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {}})),
+        )
+        .await,
+    );
+    assert_eq!(
+        (refused.code, refused.reason.as_str()),
+        (415, "UnsupportedMediaType")
+    );
 }
 
 #[tokio::test]
@@ -186,32 +260,62 @@ async fn status_subresource_and_generation() {
     let emulator = emulator_with_crd().await;
     let api: Api<IdentityBinding> = Api::all(emulator.client().unwrap());
     let mut ib = binding("gen");
-    ib.status = Some(IdentityBindingStatus { client_id: Some("ignored".into()), ..Default::default() });
+    ib.status = Some(IdentityBindingStatus {
+        client_id: Some("ignored".into()),
+        ..Default::default()
+    });
     let created = api.create(&PostParams::default(), &ib).await.unwrap();
     assert_eq!(created.metadata.generation, Some(1));
-    assert!(created.status.is_none(), "status is dropped on create when the status subresource is enabled");
+    assert!(
+        created.status.is_none(),
+        "status is dropped on create when the status subresource is enabled"
+    );
 
     let status_patch = json!({"status": {"clientId": "c1", "observedGeneration": 1}});
-    let with_status = api.patch_status("gen", &PatchParams::default(), &Patch::Merge(&status_patch)).await.unwrap();
-    assert_eq!(with_status.status.as_ref().and_then(|s| s.client_id.as_deref()), Some("c1"));
-    assert_eq!(with_status.metadata.generation, Some(1), "status changes do not bump generation");
+    let with_status = api
+        .patch_status("gen", &PatchParams::default(), &Patch::Merge(&status_patch))
+        .await
+        .unwrap();
+    assert_eq!(
+        with_status.status.as_ref().and_then(|s| s.client_id.as_deref()),
+        Some("c1")
+    );
+    assert_eq!(
+        with_status.metadata.generation,
+        Some(1),
+        "status changes do not bump generation"
+    );
 
     // Spec changes on the main resource bump generation; status changes there are ignored.
-    let spec_patch = json!({"spec": {"allowedSubjects": [{"namespace": "payments"}]}, "status": {"clientId": "nope"}});
-    let changed = api.patch("gen", &PatchParams::default(), &Patch::Merge(&spec_patch)).await.unwrap();
+    let spec_patch =
+        json!({"spec": {"allowedSubjects": [{"namespace": "payments"}]}, "status": {"clientId": "nope"}});
+    let changed = api
+        .patch("gen", &PatchParams::default(), &Patch::Merge(&spec_patch))
+        .await
+        .unwrap();
     assert_eq!(changed.metadata.generation, Some(2));
-    assert_eq!(changed.status.as_ref().and_then(|s| s.client_id.as_deref()), Some("c1"));
+    assert_eq!(
+        changed.status.as_ref().and_then(|s| s.client_id.as_deref()),
+        Some("c1")
+    );
 
     // The status subresource ignores spec changes.
     let spec_via_status = json!({"spec": {"allowedSubjects": []}, "status": {"clientId": "c2"}});
-    let after = api.patch_status("gen", &PatchParams::default(), &Patch::Merge(&spec_via_status)).await.unwrap();
+    let after = api
+        .patch_status("gen", &PatchParams::default(), &Patch::Merge(&spec_via_status))
+        .await
+        .unwrap();
     assert_eq!(after.spec.allowed_subjects.len(), 1);
     assert_eq!(after.metadata.generation, Some(2));
     assert_eq!(after.status.and_then(|s| s.client_id), Some("c2".into()));
 
     // Labels are metadata: no generation bump.
     let labelled = api
-        .patch("gen", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})))
+        .patch(
+            "gen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
         .await
         .unwrap();
     assert_eq!(labelled.metadata.generation, Some(2));
@@ -219,7 +323,14 @@ async fn status_subresource_and_generation() {
     // Server-side apply of status through the subresource (what controllers do).
     let applied = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "IdentityBinding", "metadata": {"name": "gen"},
         "status": {"tenantId": "t"}});
-    let after = api.patch_status("gen", &PatchParams::apply("ctrl").force(), &Patch::Apply(&applied)).await.unwrap();
+    let after = api
+        .patch_status(
+            "gen",
+            &PatchParams::apply("ctrl").force(),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .unwrap();
     assert_eq!(after.status.and_then(|s| s.tenant_id), Some("t".into()));
 }
 
@@ -243,7 +354,9 @@ async fn finalizers_delay_deletion() {
 
     // Removing the last finalizer completes the deletion.
     let remove = json!({"metadata": {"finalizers": null}});
-    api.patch("f", &PatchParams::default(), &Patch::Merge(&remove)).await.unwrap();
+    api.patch("f", &PatchParams::default(), &Patch::Merge(&remove))
+        .await
+        .unwrap();
     assert_eq!(status(api.get("f").await).code, 404);
 }
 
@@ -252,7 +365,10 @@ async fn owner_references_are_garbage_collected() {
     let emulator = emulator_with_crd().await;
     let client = emulator.client().unwrap();
     let ibs: Api<IdentityBinding> = Api::all(client.clone());
-    let owner = ibs.create(&PostParams::default(), &binding("owner")).await.unwrap();
+    let owner = ibs
+        .create(&PostParams::default(), &binding("owner"))
+        .await
+        .unwrap();
     let oref = owner.controller_owner_ref(&()).unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for name in ["d1", "d2"] {
@@ -262,10 +378,16 @@ async fn owner_references_are_garbage_collected() {
     }
     // A dependent of an unrelated owner survives.
     let mut other = cm("other", &[]);
-    other.metadata.owner_references = Some(vec![OwnerReference { uid: "not-the-owner".into(), ..oref.clone() }]);
+    other.metadata.owner_references = Some(vec![OwnerReference {
+        uid: "not-the-owner".into(),
+        ..oref.clone()
+    }]);
     assert!(cms.create(&PostParams::default(), &other).await.is_ok());
     // ...until the GC notices its owner does not exist (as the real GC deletes dangling dependents).
-    eventually("dangling dependent collected", || async { cms.get_opt("other").await.unwrap().is_none().then_some(()) }).await;
+    eventually("dangling dependent collected", || async {
+        cms.get_opt("other").await.unwrap().is_none().then_some(())
+    })
+    .await;
 
     ibs.delete("owner", &DeleteParams::background()).await.unwrap();
     eventually("dependents collected", || async {
@@ -275,18 +397,30 @@ async fn owner_references_are_garbage_collected() {
     .await;
 
     // Orphan keeps dependents and strips the reference.
-    let owner = ibs.create(&PostParams::default(), &binding("owner2")).await.unwrap();
+    let owner = ibs
+        .create(&PostParams::default(), &binding("owner2"))
+        .await
+        .unwrap();
     let mut dep = cm("kept", &[]);
     dep.metadata.owner_references = Some(vec![owner.controller_owner_ref(&()).unwrap()]);
     cms.create(&PostParams::default(), &dep).await.unwrap();
-    ibs.delete("owner2", &DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..Default::default() })
-        .await
-        .unwrap();
+    ibs.delete(
+        "owner2",
+        &DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Orphan),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let kept = cms.get("kept").await.unwrap();
     assert!(kept.metadata.owner_references.unwrap_or_default().is_empty());
 
     // Foreground: the owner waits for its dependents.
-    let owner = ibs.create(&PostParams::default(), &binding("owner3")).await.unwrap();
+    let owner = ibs
+        .create(&PostParams::default(), &binding("owner3"))
+        .await
+        .unwrap();
     let mut dep = cm("blocking", &[]);
     dep.metadata.owner_references = Some(vec![owner.controller_owner_ref(&()).unwrap()]);
     dep.metadata.finalizers = Some(vec!["test.dev/hold".into()]);
@@ -294,9 +428,25 @@ async fn owner_references_are_garbage_collected() {
     ibs.delete("owner3", &DeleteParams::foreground()).await.unwrap();
     let waiting = ibs.get("owner3").await.unwrap();
     assert!(waiting.finalizers().contains(&"foregroundDeletion".to_string()));
-    assert!(cms.get("blocking").await.unwrap().metadata.deletion_timestamp.is_some());
-    cms.patch("blocking", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
-    eventually("foreground owner deleted", || async { ibs.get_opt("owner3").await.unwrap().is_none().then_some(()) }).await;
+    assert!(
+        cms.get("blocking")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    cms.patch(
+        "blocking",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually("foreground owner deleted", || async {
+        ibs.get_opt("owner3").await.unwrap().is_none().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -305,48 +455,149 @@ async fn label_and_field_selectors_and_pagination() {
     let client = emulator.client().unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
-        .create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some("other".into()), ..Default::default() }, ..Default::default() })
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some("other".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    api.create(&PostParams::default(), &cm("web-1", &[("app", "web"), ("tier", "front")])).await.unwrap();
-    api.create(&PostParams::default(), &cm("web-2", &[("app", "web"), ("tier", "back")])).await.unwrap();
-    api.create(&PostParams::default(), &cm("db-1", &[("app", "db")])).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &cm("web-1", &[("app", "web"), ("tier", "front")]),
+    )
+    .await
+    .unwrap();
+    api.create(
+        &PostParams::default(),
+        &cm("web-2", &[("app", "web"), ("tier", "back")]),
+    )
+    .await
+    .unwrap();
+    api.create(&PostParams::default(), &cm("db-1", &[("app", "db")]))
+        .await
+        .unwrap();
     let other: Api<ConfigMap> = Api::namespaced(client.clone(), "other");
-    other.create(&PostParams::default(), &cm("web-3", &[("app", "web")])).await.unwrap();
+    other
+        .create(&PostParams::default(), &cm("web-3", &[("app", "web")]))
+        .await
+        .unwrap();
 
-    let names = |list: kube::core::ObjectList<ConfigMap>| list.items.iter().map(ResourceExt::name_any).collect::<Vec<_>>();
-    assert_eq!(names(api.list(&ListParams::default().labels("app=web")).await.unwrap()), ["web-1", "web-2"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("app==web,tier!=front")).await.unwrap()), ["web-2"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("app in (db,cache)")).await.unwrap()), ["db-1"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("app notin (web)")).await.unwrap()), ["db-1"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("tier")).await.unwrap()), ["web-1", "web-2"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("!tier")).await.unwrap()), ["db-1"]);
-    assert_eq!(names(api.list(&ListParams::default().fields("metadata.name=db-1")).await.unwrap()), ["db-1"]);
+    let names = |list: kube::core::ObjectList<ConfigMap>| {
+        list.items.iter().map(ResourceExt::name_any).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(api.list(&ListParams::default().labels("app=web")).await.unwrap()),
+        ["web-1", "web-2"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app==web,tier!=front"))
+                .await
+                .unwrap()
+        ),
+        ["web-2"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app in (db,cache)"))
+                .await
+                .unwrap()
+        ),
+        ["db-1"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app notin (web)"))
+                .await
+                .unwrap()
+        ),
+        ["db-1"]
+    );
+    assert_eq!(
+        names(api.list(&ListParams::default().labels("tier")).await.unwrap()),
+        ["web-1", "web-2"]
+    );
+    assert_eq!(
+        names(api.list(&ListParams::default().labels("!tier")).await.unwrap()),
+        ["db-1"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().fields("metadata.name=db-1"))
+                .await
+                .unwrap()
+        ),
+        ["db-1"]
+    );
     let all: Api<ConfigMap> = Api::all(client.clone());
     assert_eq!(
-        names(all.list(&ListParams::default().labels("app=web").fields("metadata.namespace=other")).await.unwrap()),
+        names(
+            all.list(
+                &ListParams::default()
+                    .labels("app=web")
+                    .fields("metadata.namespace=other")
+            )
+            .await
+            .unwrap()
+        ),
         ["web-3"]
     );
-    assert_eq!(names(all.list(&ListParams::default().fields("metadata.namespace!=other").labels("app")).await.unwrap()).len(), 3);
+    assert_eq!(
+        names(
+            all.list(
+                &ListParams::default()
+                    .fields("metadata.namespace!=other")
+                    .labels("app")
+            )
+            .await
+            .unwrap()
+        )
+        .len(),
+        3
+    );
     let unsupported = status(api.list(&ListParams::default().fields("data.k=v")).await);
-    assert_eq!((unsupported.code, unsupported.message.as_str()), (400, "field label not supported: data.k"));
+    assert_eq!(
+        (unsupported.code, unsupported.message.as_str()),
+        (400, "field label not supported: data.k")
+    );
 
     // Pagination with limit/continue.
     let first = all.list(&ListParams::default().limit(2)).await.unwrap();
     assert_eq!(first.items.len(), 2);
     let token = first.metadata.continue_.clone().unwrap();
     assert_eq!(first.metadata.remaining_item_count, Some(2));
-    let second = all.list(&ListParams::default().limit(2).continue_token(&token)).await.unwrap();
+    let second = all
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap();
     assert_eq!(second.items.len(), 2);
-    assert!(second.metadata.continue_.as_deref().unwrap_or_default().is_empty());
+    assert!(
+        second
+            .metadata
+            .continue_
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+    );
     let mut seen = names(first);
     seen.extend(names(second));
     assert_eq!(seen, ["db-1", "web-1", "web-2", "web-3"]);
     // ...and an expired continue token is 410 Gone.
-    api.create(&PostParams::default(), &cm("later", &[])).await.unwrap();
+    api.create(&PostParams::default(), &cm("later", &[]))
+        .await
+        .unwrap();
     emulator.compact_history();
-    let gone = status(all.list(&ListParams::default().limit(2).continue_token(&token)).await);
+    let gone = status(
+        all.list(&ListParams::default().limit(2).continue_token(&token))
+            .await,
+    );
     assert_eq!((gone.code, gone.reason.as_str()), (410, "Expired"));
 }
 
@@ -356,15 +607,32 @@ async fn namespaces_terminate_and_builtin_rules_hold() {
     let client = emulator.client().unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = namespaces
-        .create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some("team".into()), ..Default::default() }, ..Default::default() })
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some("team".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(ns.labels().get("kubernetes.io/metadata.name").map(String::as_str), Some("team"));
+    assert_eq!(
+        ns.labels().get("kubernetes.io/metadata.name").map(String::as_str),
+        Some("team")
+    );
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "team");
-    assert!(sas.get("default").await.is_ok(), "every namespace gets a default service account");
+    assert!(
+        sas.get("default").await.is_ok(),
+        "every namespace gets a default service account"
+    );
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "team");
-    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "s"}, "stringData": {"password": "hunter2"}})).unwrap();
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "s"}, "stringData": {"password": "hunter2"}}))
+            .unwrap();
     let stored = secrets.create(&PostParams::default(), &secret).await.unwrap();
     assert_eq!(stored.data.unwrap()["password"].0, b"hunter2");
     assert!(stored.string_data.is_none());
@@ -376,9 +644,17 @@ async fn namespaces_terminate_and_builtin_rules_hold() {
         "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "team"}]}))
     .unwrap();
     bindings.create(&PostParams::default(), &rb).await.unwrap();
-    let change = json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}});
-    let refused = status(bindings.patch("rb", &PatchParams::default(), &Patch::Merge(&change)).await);
-    assert_eq!((refused.code, refused.details.unwrap().causes[0].field.as_str()), (422, "roleRef"));
+    let change =
+        json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}});
+    let refused = status(
+        bindings
+            .patch("rb", &PatchParams::default(), &Patch::Merge(&change))
+            .await,
+    );
+    assert_eq!(
+        (refused.code, refused.details.unwrap().causes[0].field.as_str()),
+        (422, "roleRef")
+    );
 
     let mut held = cm("held", &[]);
     held.metadata.finalizers = Some(vec!["test.dev/hold".into()]);
@@ -390,6 +666,15 @@ async fn namespaces_terminate_and_builtin_rules_hold() {
     let refused = status(cms.create(&PostParams::default(), &cm("new", &[])).await);
     assert_eq!((refused.code, refused.reason.as_str()), (403, "Forbidden"));
     assert_eq!(status(sas.get("default").await).code, 404, "contents are deleted");
-    cms.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
-    eventually("namespace removed", || async { namespaces.get_opt("team").await.unwrap().is_none().then_some(()) }).await;
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually("namespace removed", || async {
+        namespaces.get_opt("team").await.unwrap().is_none().then_some(())
+    })
+    .await;
 }

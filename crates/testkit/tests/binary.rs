@@ -29,21 +29,48 @@ async fn binary_serves_the_kubeconfig_it_writes() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready: serde_json::Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
     assert_eq!(ready["ready"], true);
-    assert!(ready["base_url"].as_str().unwrap().starts_with("https://127.0.0.1:"));
-    assert_eq!(ready["kubeconfig"].as_str().unwrap(), kubeconfig.to_str().unwrap());
+    assert!(
+        ready["base_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1:")
+    );
+    assert_eq!(
+        ready["kubeconfig"].as_str().unwrap(),
+        kubeconfig.to_str().unwrap()
+    );
 
-    let config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(&kubeconfig).unwrap(), &KubeConfigOptions::default())
-        .await
-        .unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
     let client = kube::Client::try_from(config).unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let names: Vec<String> = namespaces.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
-    assert_eq!(names, ["default", "kube-node-lease", "kube-public", "kube-system"]);
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client);
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(client);
     assert!(crds.get("identitybindings.idbind.dev").await.is_ok());
 
     let pid = child.id().unwrap();
-    let killed = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await.unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .unwrap();
     assert!(killed.success());
     let exit = child.wait().await.unwrap();
     assert!(exit.success(), "{exit:?}");

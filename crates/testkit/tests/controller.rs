@@ -29,7 +29,12 @@ async fn reconcile(ib: Arc<IdentityBinding>, ctx: Arc<Ctx>) -> Result<Action, Re
     let generation = ib.metadata.generation.unwrap_or_default();
     let status = json!({"apiVersion": "idbind.dev/v1alpha1", "kind": "IdentityBinding", "metadata": {"name": ib.name_any()},
         "status": {"identityName": "payments", "observedGeneration": generation}});
-    api.patch_status(&ib.name_any(), &PatchParams::apply("test-controller").force(), &Patch::Apply(&status)).await?;
+    api.patch_status(
+        &ib.name_any(),
+        &PatchParams::apply("test-controller").force(),
+        &Patch::Apply(&status),
+    )
+    .await?;
     // An owned ConfigMap, so deletion of the binding garbage-collects it.
     let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), "default");
     let owned = ConfigMap {
@@ -41,7 +46,12 @@ async fn reconcile(ib: Arc<IdentityBinding>, ctx: Arc<Ctx>) -> Result<Action, Re
         data: Some([("generation".to_string(), generation.to_string())].into()),
         ..Default::default()
     };
-    cms.patch(&owned.name_any(), &PatchParams::apply("test-controller").force(), &Patch::Apply(&owned)).await?;
+    cms.patch(
+        &owned.name_any(),
+        &PatchParams::apply("test-controller").force(),
+        &Patch::Apply(&owned),
+    )
+    .await?;
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
@@ -57,13 +67,24 @@ async fn controller_reconciles_status_and_owned_objects() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let controller = Controller::new(bindings.clone(), watcher::Config::default())
         .owns(cms.clone(), watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(Ctx { client: client.clone() }))
+        .run(
+            reconcile,
+            error_policy,
+            Arc::new(Ctx {
+                client: client.clone(),
+            }),
+        )
         .for_each(|_| async {});
     let driver = tokio::spawn(controller);
 
     let ib = IdentityBinding::new(
         "payments",
-        IdentityBindingSpec { managed_identity: ManagedIdentityRef { resource_id: RESOURCE_ID.into() }, allowed_subjects: vec![] },
+        IdentityBindingSpec {
+            managed_identity: ManagedIdentityRef {
+                resource_id: RESOURCE_ID.into(),
+            },
+            allowed_subjects: vec![],
+        },
     );
     bindings.create(&PostParams::default(), &ib).await.unwrap();
     eventually("status reconciled", || async {
@@ -74,7 +95,10 @@ async fn controller_reconciles_status_and_owned_objects() {
 
     // A spec change bumps generation and is reconciled again.
     let spec = json!({"spec": {"allowedSubjects": [{"namespace": "payments"}]}});
-    bindings.patch("payments", &PatchParams::default(), &Patch::Merge(&spec)).await.unwrap();
+    bindings
+        .patch("payments", &PatchParams::default(), &Patch::Merge(&spec))
+        .await
+        .unwrap();
     eventually("new generation observed", || async {
         let ib = bindings.get("payments").await.ok()?;
         (ib.status?.observed_generation == Some(2)).then_some(())
@@ -87,6 +111,9 @@ async fn controller_reconciles_status_and_owned_objects() {
     .await;
 
     bindings.delete("payments", &Default::default()).await.unwrap();
-    eventually("owned object collected", || async { cms.get_opt("ib-payments").await.ok()?.is_none().then_some(()) }).await;
+    eventually("owned object collected", || async {
+        cms.get_opt("ib-payments").await.ok()?.is_none().then_some(())
+    })
+    .await;
     driver.abort();
 }

@@ -10,7 +10,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
 use serde_json::{Value, json};
 
 fn yaml_file(path: &std::path::Path) -> Value {
@@ -19,7 +21,10 @@ fn yaml_file(path: &std::path::Path) -> Value {
 
 fn bindings(client: kube::Client) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("idbind.dev", "v1alpha1", "IdentityBinding");
-    Api::all_with(client, &ApiResource::from_gvk_with_plural(&gvk, "identitybindings"))
+    Api::all_with(
+        client,
+        &ApiResource::from_gvk_with_plural(&gvk, "identitybindings"),
+    )
 }
 
 #[tokio::test]
@@ -30,16 +35,26 @@ async fn deploy_examples_are_accepted_or_rejected_as_invalid() {
     let emulator = KubeEmulator::builder().seed(crd).unwrap().start().await.unwrap();
     let api = bindings(emulator.client().unwrap());
 
-    let sample: DynamicObject = serde_json::from_value(yaml_file(&root.join("deploy/examples/identitybinding.yaml"))).unwrap();
+    let sample: DynamicObject =
+        serde_json::from_value(yaml_file(&root.join("deploy/examples/identitybinding.yaml"))).unwrap();
     let created = api.create(&PostParams::default(), &sample).await.unwrap();
-    assert_eq!(created.data["spec"]["allowedSubjects"][0]["namespace"], "payments");
+    assert_eq!(
+        created.data["spec"]["allowedSubjects"][0]["namespace"],
+        "payments"
+    );
 
     let mut rejected = Vec::new();
     for entry in std::fs::read_dir(root.join("deploy/examples/invalid")).unwrap() {
         let path = entry.unwrap().path();
         let object: DynamicObject = serde_json::from_value(yaml_file(&path)).unwrap();
         let err = status(api.create(&PostParams::default(), &object).await);
-        assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"), "{}: {}", path.display(), err.message);
+        assert_eq!(
+            (err.code, err.reason.as_str()),
+            (422, "Invalid"),
+            "{}: {}",
+            path.display(),
+            err.message
+        );
         let fields: Vec<String> = err.details.unwrap().causes.into_iter().map(|c| c.field).collect();
         rejected.push((path.file_name().unwrap().to_string_lossy().into_owned(), fields));
     }
@@ -47,9 +62,18 @@ async fn deploy_examples_are_accepted_or_rejected_as_invalid() {
     assert_eq!(
         rejected,
         [
-            ("identitybinding-bad-resource-id.yaml".to_string(), vec!["spec.managedIdentity.resourceId".to_string()]),
-            ("identitybinding-bad-subject.yaml".to_string(), vec!["spec.allowedSubjects[0].namespace".to_string()]),
-            ("identitybinding-missing-identity.yaml".to_string(), vec!["spec.managedIdentity".to_string()]),
+            (
+                "identitybinding-bad-resource-id.yaml".to_string(),
+                vec!["spec.managedIdentity.resourceId".to_string()]
+            ),
+            (
+                "identitybinding-bad-subject.yaml".to_string(),
+                vec!["spec.allowedSubjects[0].namespace".to_string()]
+            ),
+            (
+                "identitybinding-missing-identity.yaml".to_string(),
+                vec!["spec.managedIdentity".to_string()]
+            ),
         ]
     );
 }
@@ -62,20 +86,33 @@ async fn cel_transition_rule_keeps_the_resource_id_immutable() {
         "metadata": {"name": "b"}, "spec": {"managedIdentity": {"resourceId": common::RESOURCE_ID}, "extra": 1}}))
     .unwrap();
     let created = api.create(&PostParams::default(), &object).await.unwrap();
-    assert!(created.data["spec"].get("extra").is_none(), "unknown fields are pruned");
+    assert!(
+        created.data["spec"].get("extra").is_none(),
+        "unknown fields are pruned"
+    );
     let mut renamed = object.clone();
     renamed.metadata.name = Some("strict".into());
-    let strict_request = http::Request::post("/apis/idbind.dev/v1alpha1/identitybindings?fieldValidation=Strict")
-        .header("Content-Type", "application/json")
-        .body(serde_json::to_vec(&renamed).unwrap())
-        .unwrap();
+    let strict_request =
+        http::Request::post("/apis/idbind.dev/v1alpha1/identitybindings?fieldValidation=Strict")
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(&renamed).unwrap())
+            .unwrap();
     let strict = status(emulator.client().unwrap().request::<Value>(strict_request).await);
     assert_eq!((strict.code, strict.reason.as_str()), (400, "BadRequest"));
-    assert!(strict.message.ends_with("strict decoding error: unknown field \"spec.extra\""), "{}", strict.message);
+    assert!(
+        strict
+            .message
+            .ends_with("strict decoding error: unknown field \"spec.extra\""),
+        "{}",
+        strict.message
+    );
 
     let other = common::RESOURCE_ID.replace("payments", "other");
     let change = json!({"spec": {"managedIdentity": {"resourceId": other}}});
-    let err = status(api.patch("b", &PatchParams::default(), &Patch::Merge(&change)).await);
+    let err = status(
+        api.patch("b", &PatchParams::default(), &Patch::Merge(&change))
+            .await,
+    );
     assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
     assert_eq!(
         err.message,
@@ -83,7 +120,11 @@ async fn cel_transition_rule_keeps_the_resource_id_immutable() {
     );
     // Other spec changes are fine.
     let ok = json!({"spec": {"allowedSubjects": [{"namespace": "a"}]}});
-    assert!(api.patch("b", &PatchParams::default(), &Patch::Merge(&ok)).await.is_ok());
+    assert!(
+        api.patch("b", &PatchParams::default(), &Patch::Merge(&ok))
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -106,15 +147,29 @@ async fn crd_defaults_types_lifecycle_and_tables() {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let created = crds.create(&PostParams::default(), &crd).await.unwrap();
     let conditions = created.status.unwrap().conditions.unwrap();
-    assert!(conditions.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+    );
 
     let gvk = GroupVersionKind::gvk("example.dev", "v1", "Widget");
-    let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ApiResource::from_gvk_with_plural(&gvk, "widgets"));
-    let w: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.dev/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {}})).unwrap();
+    let widgets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(&gvk, "widgets"),
+    );
+    let w: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "example.dev/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {}}),
+    )
+    .unwrap();
     let made = widgets.create(&PostParams::default(), &w).await.unwrap();
     assert_eq!(made.data["spec"], json!({"size": 3, "mode": "fast"}));
-    let bad: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.dev/v1", "kind": "Widget", "metadata": {"name": "bad"},
-        "spec": {"size": "big", "mode": "medium", "labels": {"a": 1}}})).unwrap();
+    let bad: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "example.dev/v1", "kind": "Widget", "metadata": {"name": "bad"},
+        "spec": {"size": "big", "mode": "medium", "labels": {"a": 1}}}),
+    )
+    .unwrap();
     let err = status(widgets.create(&PostParams::default(), &bad).await);
     let mut fields: Vec<String> = err.details.unwrap().causes.into_iter().map(|c| c.field).collect();
     fields.sort();
@@ -122,29 +177,55 @@ async fn crd_defaults_types_lifecycle_and_tables() {
 
     // Table rendering with the CRD's printer columns (what kubectl get asks for).
     let request = http::Request::get("/apis/example.dev/v1/namespaces/default/widgets")
-        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+        .header(
+            "Accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
         .body(Vec::new())
         .unwrap();
     let table: Value = client.request(request).await.unwrap();
     assert_eq!(table["kind"], "Table");
-    let columns: Vec<&str> = table["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(columns, ["Name", "Size"]);
     assert_eq!(table["rows"][0]["cells"], json!(["w", 3]));
 
     // OpenAPI v3 carries the schema with the GVK extension.
-    let index: Value = client.request(http::Request::get("/openapi/v3").body(Vec::new()).unwrap()).await.unwrap();
-    let url = index["paths"]["apis/example.dev/v1"]["serverRelativeURL"].as_str().unwrap().to_string();
-    let doc: Value = client.request(http::Request::get(url).body(Vec::new()).unwrap()).await.unwrap();
+    let index: Value = client
+        .request(http::Request::get("/openapi/v3").body(Vec::new()).unwrap())
+        .await
+        .unwrap();
+    let url = index["paths"]["apis/example.dev/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let doc: Value = client
+        .request(http::Request::get(url).body(Vec::new()).unwrap())
+        .await
+        .unwrap();
     let schema = &doc["components"]["schemas"]["dev.example.v1.Widget"];
     assert_eq!(schema["x-kubernetes-group-version-kind"][0]["kind"], "Widget");
     assert_eq!(schema["properties"]["spec"]["properties"]["size"]["default"], 3);
 
     // Deleting the CRD removes its objects and stops serving the kind.
-    crds.delete("widgets.example.dev", &Default::default()).await.unwrap();
+    crds.delete("widgets.example.dev", &Default::default())
+        .await
+        .unwrap();
     let gone = status(widgets.list(&ListParams::default()).await);
     assert_eq!(gone.code, 404);
     crds.create(&PostParams::default(), &crd).await.unwrap();
-    assert!(widgets.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(
+        widgets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -162,20 +243,41 @@ async fn events_are_one_store_with_two_views_and_leases_work() {
     assert_eq!(seen.message.as_deref(), Some("bound payments"));
     assert_eq!(seen.involved_object.name.as_deref(), Some("payments"));
     assert_eq!(seen.reporting_component.as_deref(), Some("idbind.dev/controller"));
-    let selected = core.list(&ListParams::default().fields("involvedObject.name=payments,reason=Bound")).await.unwrap();
+    let selected = core
+        .list(&ListParams::default().fields("involvedObject.name=payments,reason=Bound"))
+        .await
+        .unwrap();
     assert_eq!(selected.items.len(), 1);
-    let v1_selected = events.list(&ListParams::default().fields("regarding.name=payments")).await.unwrap();
+    let v1_selected = events
+        .list(&ListParams::default().fields("regarding.name=payments"))
+        .await
+        .unwrap();
     assert_eq!(v1_selected.items[0].note.as_deref(), Some("bound payments"));
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
     let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "idbind-controller"},
-        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})).unwrap();
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}))
+    .unwrap();
     // PUT creates leases (their strategy allows create-on-update), as leader election relies on.
-    let created = leases.replace("idbind-controller", &PostParams::default(), &lease).await.unwrap();
+    let created = leases
+        .replace("idbind-controller", &PostParams::default(), &lease)
+        .await
+        .unwrap();
     let mut stale = created.clone();
     stale.spec.as_mut().unwrap().holder_identity = Some("b".into());
-    leases.replace("idbind-controller", &PostParams::default(), &stale).await.unwrap();
+    leases
+        .replace("idbind-controller", &PostParams::default(), &stale)
+        .await
+        .unwrap();
     let mut second = created;
     second.spec.as_mut().unwrap().holder_identity = Some("c".into());
-    assert_eq!(status(leases.replace("idbind-controller", &PostParams::default(), &second).await).code, 409);
+    assert_eq!(
+        status(
+            leases
+                .replace("idbind-controller", &PostParams::default(), &second)
+                .await
+        )
+        .code,
+        409
+    );
 }

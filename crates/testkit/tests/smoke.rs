@@ -11,7 +11,10 @@ async fn configmap_round_trip() {
     let emulator = KubeEmulator::start().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(emulator.client().unwrap(), "default");
     let cm = ConfigMap {
-        metadata: ObjectMeta { name: Some("a".into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some("a".into()),
+            ..Default::default()
+        },
         data: Some([("k".to_string(), "v".to_string())].into()),
         ..Default::default()
     };

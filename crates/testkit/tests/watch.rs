@@ -12,9 +12,11 @@ use common::eventually;
 use futures::{StreamExt, TryStreamExt};
 use idbind_testkit::KubeEmulator;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::ResourceExt;
+use kube::api::{
+    Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -22,7 +24,12 @@ fn cm(name: &str, labels: &[(&str, &str)], value: &str) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             ..Default::default()
         },
         data: Some([("v".to_string(), value.to_string())].into()),
@@ -31,20 +38,31 @@ fn cm(name: &str, labels: &[(&str, &str)], value: &str) -> ConfigMap {
 }
 
 fn versions<'a>(items: impl Iterator<Item = &'a ConfigMap>) -> BTreeMap<String, String> {
-    items.map(|c| (c.name_any(), c.resource_version().unwrap_or_default())).collect()
+    items
+        .map(|c| (c.name_any(), c.resource_version().unwrap_or_default()))
+        .collect()
 }
 
 #[tokio::test]
 async fn reflector_stays_in_sync_across_1000_writes() {
-    let emulator = KubeEmulator::builder().bookmark_interval(Duration::from_millis(50)).start().await.unwrap();
+    let emulator = KubeEmulator::builder()
+        .bookmark_interval(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
     let client = emulator.client().unwrap();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..50 {
-        api.create(&PostParams::default(), &cm(&format!("pre-{i}"), &[], "0")).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("pre-{i}"), &[], "0"))
+            .await
+            .unwrap();
     }
     let (reader, writer) = reflector::store();
     // Small pages so the initial list paginates.
-    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default().page_size(7)));
+    let stream = reflector(
+        writer,
+        watcher(api.clone(), watcher::Config::default().page_size(7)),
+    );
     let driver = tokio::spawn(stream.applied_objects().for_each(|_| async {}));
     reader.wait_until_ready().await.unwrap();
 
@@ -55,13 +73,21 @@ async fn reflector_stays_in_sync_across_1000_writes() {
         let name = format!("cm-{}", i % 97);
         match i % 5 {
             0 | 1 => {
-                if api.create(&PostParams::default(), &cm(&name, &[], "new")).await.is_ok() {
+                if api
+                    .create(&PostParams::default(), &cm(&name, &[], "new"))
+                    .await
+                    .is_ok()
+                {
                     writes += 1;
                 }
             }
             2 | 3 => {
                 let patch = json!({"data": {"v": i.to_string()}});
-                if api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
+                if api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .is_ok()
+                {
                     writes += 1;
                 }
             }
@@ -91,12 +117,19 @@ async fn reflector_stays_in_sync_across_1000_writes() {
 async fn gone_makes_the_watcher_relist_and_recover() {
     let emulator = KubeEmulator::start().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(emulator.client().unwrap(), "default");
-    api.create(&PostParams::default(), &cm("watched-1", &[("app", "watched")], "1")).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &cm("watched-1", &[("app", "watched")], "1"),
+    )
+    .await
+    .unwrap();
 
     let events: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = events.clone();
     // Without bookmarks, the watcher's resourceVersion only moves with its own (selected) objects.
-    let config = watcher::Config::default().labels("app=watched").disable_bookmarks();
+    let config = watcher::Config::default()
+        .labels("app=watched")
+        .disable_bookmarks();
     let (reader, writer) = reflector::store();
     let stream = reflector(writer, watcher(api.clone(), config));
     let driver = tokio::spawn(stream.for_each(move |event| {
@@ -116,7 +149,9 @@ async fn gone_makes_the_watcher_relist_and_recover() {
     // Unrelated writes move the global resourceVersion past the watcher's; then history is
     // compacted and the watch connection drops, so the watcher resumes from an expired version.
     for i in 0..5 {
-        api.create(&PostParams::default(), &cm(&format!("noise-{i}"), &[], "x")).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("noise-{i}"), &[], "x"))
+            .await
+            .unwrap();
     }
     emulator.compact_history();
     emulator.disconnect_watches();
@@ -131,7 +166,12 @@ async fn gone_makes_the_watcher_relist_and_recover() {
     .await;
 
     // After recovering, new objects arrive.
-    api.create(&PostParams::default(), &cm("watched-2", &[("app", "watched")], "2")).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &cm("watched-2", &[("app", "watched")], "2"),
+    )
+    .await
+    .unwrap();
     eventually("new object seen", || {
         let reader = reader.clone();
         async move { (reader.state().len() == 2).then_some(()) }
@@ -142,15 +182,44 @@ async fn gone_makes_the_watcher_relist_and_recover() {
 
 #[tokio::test]
 async fn raw_watch_framing_bookmarks_gone_and_selector_transitions() {
-    let emulator = KubeEmulator::builder().bookmark_interval(Duration::from_millis(20)).start().await.unwrap();
+    let emulator = KubeEmulator::builder()
+        .bookmark_interval(Duration::from_millis(20))
+        .start()
+        .await
+        .unwrap();
     let api: Api<ConfigMap> = Api::namespaced(emulator.client().unwrap(), "default");
-    let created = api.create(&PostParams::default(), &cm("a", &[("app", "x")], "1")).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &cm("a", &[("app", "x")], "1"))
+        .await
+        .unwrap();
     let rv = created.resource_version().unwrap();
 
     // Label transitions become ADDED/DELETED for a selector watch; bookmarks carry a version.
-    let mut stream = api.watch(&WatchParams { bookmarks: true, ..WatchParams::default().labels("app=x") }, &rv).await.unwrap().boxed();
-    api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "y"}}}))).await.unwrap();
-    api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "x"}}}))).await.unwrap();
+    let mut stream = api
+        .watch(
+            &WatchParams {
+                bookmarks: true,
+                ..WatchParams::default().labels("app=x")
+            },
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "y"}}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "x"}}})),
+    )
+    .await
+    .unwrap();
     let mut kinds = Vec::new();
     let mut bookmark = None;
     while kinds.len() < 2 || bookmark.is_none() {
@@ -171,7 +240,11 @@ async fn raw_watch_framing_bookmarks_gone_and_selector_transitions() {
     match stream.try_next().await.unwrap().unwrap() {
         WatchEvent::Error(status) => {
             assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
-            assert!(status.message.starts_with("too old resource version"), "{}", status.message);
+            assert!(
+                status.message.starts_with("too old resource version"),
+                "{}",
+                status.message
+            );
         }
         other => panic!("expected a 410 error event, got {other:?}"),
     }
@@ -196,14 +269,21 @@ async fn streaming_lists_end_with_the_initial_events_bookmark() {
     let emulator = KubeEmulator::start().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(emulator.client().unwrap(), "default");
     for i in 0..3 {
-        api.create(&PostParams::default(), &cm(&format!("s-{i}"), &[], "1")).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("s-{i}"), &[], "1"))
+            .await
+            .unwrap();
     }
     let (reader, writer) = reflector::store();
-    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default().streaming_lists()));
+    let stream = reflector(
+        writer,
+        watcher(api.clone(), watcher::Config::default().streaming_lists()),
+    );
     let driver = tokio::spawn(stream.applied_objects().for_each(|_| async {}));
     reader.wait_until_ready().await.unwrap();
     assert_eq!(reader.state().len(), 3);
-    api.create(&PostParams::default(), &cm("s-3", &[], "1")).await.unwrap();
+    api.create(&PostParams::default(), &cm("s-3", &[], "1"))
+        .await
+        .unwrap();
     eventually("live event after the streaming list", || {
         let reader = reader.clone();
         async move { (reader.state().len() == 4).then_some(()) }

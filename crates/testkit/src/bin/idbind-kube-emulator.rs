@@ -33,7 +33,11 @@ struct Args {
     #[arg(long, env = "IDBIND_KUBE_EMULATOR_HISTORY_LIMIT", default_value_t = 10_000)]
     history_limit: usize,
     /// Seconds between watch bookmarks.
-    #[arg(long, env = "IDBIND_KUBE_EMULATOR_BOOKMARK_INTERVAL_SECONDS", default_value_t = 5)]
+    #[arg(
+        long,
+        env = "IDBIND_KUBE_EMULATOR_BOOKMARK_INTERVAL_SECONDS",
+        default_value_t = 5
+    )]
     bookmark_interval_seconds: u64,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "IDBIND_KUBE_EMULATOR_LOG", default_value = "info")]
@@ -41,7 +45,10 @@ struct Args {
 }
 
 fn documents(text: &str) -> Vec<&str> {
-    text.split("\n---").map(str::trim).filter(|d| !d.is_empty() && d.lines().any(|l| !l.trim_start().starts_with('#'))).collect()
+    text.split("\n---")
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && d.lines().any(|l| !l.trim_start().starts_with('#')))
+        .collect()
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -57,7 +64,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         builder = builder.admin_token(token);
     }
     for path in &args.seeds {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading seed file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading seed file {}", path.display()))?;
         for doc in documents(&text) {
             let value: serde_json::Value = serde_saphyr::from_str(doc)
                 .with_context(|| format!("parsing a YAML document of {}", path.display()))?;

@@ -24,7 +24,10 @@ impl ObjectLookup for ClusterObjects<'_> {
     fn lookup(&self, kind: ObjectKind, namespace: &str, name: &str) -> Option<ObjectInfo> {
         let gr = GroupResource::new("", kind.resource());
         let ns = if kind == ObjectKind::Node { "" } else { namespace };
-        self.0.stored_one(&gr, ns, name).as_ref().and_then(ObjectInfo::from_object)
+        self.0
+            .stored_one(&gr, ns, name)
+            .as_ref()
+            .and_then(ObjectInfo::from_object)
     }
 }
 
@@ -38,7 +41,10 @@ pub struct Access {
 }
 
 fn parse_all<T: serde::de::DeserializeOwned>(objects: Vec<Value>) -> Vec<T> {
-    objects.into_iter().filter_map(|o| serde_json::from_value(o).ok()).collect()
+    objects
+        .into_iter()
+        .filter_map(|o| serde_json::from_value(o).ok())
+        .collect()
 }
 
 impl Access {
@@ -46,7 +52,11 @@ impl Access {
     /// rejected with 401.
     pub fn new(issuer: ServiceAccountIssuer, admin_token: &str) -> Self {
         let authenticator = BearerAuthenticator::new(issuer.clone(), admin_token).with_anonymous(false);
-        Self { authenticator: RwLock::new(authenticator), issuer, reviewer: Mutex::new(None) }
+        Self {
+            authenticator: RwLock::new(authenticator),
+            issuer,
+            reviewer: Mutex::new(None),
+        }
     }
 
     /// The service-account issuer.
@@ -63,18 +73,32 @@ impl Access {
     /// Who sent a request, from its `Authorization` header.
     pub fn authenticate(&self, cluster: &Cluster, authorization: Option<&str>) -> Result<UserInfo, ApiError> {
         let auth = self.authenticator.read().clone();
-        auth.authenticate(authorization, &ClusterObjects(cluster)).map_err(|e| {
-            tracing::debug!(error = %e, "request not authenticated");
-            ApiError::unauthorized()
-        })
+        auth.authenticate(authorization, &ClusterObjects(cluster))
+            .map_err(|e| {
+                tracing::debug!(error = %e, "request not authenticated");
+                ApiError::unauthorized()
+            })
     }
 
     /// Applies `Impersonate-*` headers: the requester must be allowed to `impersonate` the user
     /// (or service account), each group, the uid and each extra, as kube-apiserver checks.
-    pub fn impersonate(&self, cluster: &Cluster, requester: UserInfo, headers: &http::HeaderMap) -> Result<UserInfo, ApiError> {
-        let value = |v: &http::HeaderValue| v.to_str().map(str::to_string).map_err(|_| ApiError::bad_request("impersonation headers must be ASCII"));
+    pub fn impersonate(
+        &self,
+        cluster: &Cluster,
+        requester: UserInfo,
+        headers: &http::HeaderMap,
+    ) -> Result<UserInfo, ApiError> {
+        let value = |v: &http::HeaderValue| {
+            v.to_str()
+                .map(str::to_string)
+                .map_err(|_| ApiError::bad_request("impersonation headers must be ASCII"))
+        };
         let user = headers.get("impersonate-user").map(value).transpose()?;
-        let groups: Vec<String> = headers.get_all("impersonate-group").iter().map(value).collect::<Result<_, _>>()?;
+        let groups: Vec<String> = headers
+            .get_all("impersonate-group")
+            .iter()
+            .map(value)
+            .collect::<Result<_, _>>()?;
         let uid = headers.get("impersonate-uid").map(value).transpose()?;
         let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, v) in headers {
@@ -84,7 +108,9 @@ impl Access {
         }
         let Some(username) = user else {
             if !groups.is_empty() || uid.is_some() || !extra.is_empty() {
-                return Err(ApiError::internal("requested [impersonation of groups, uid or extra] without impersonating a user"));
+                return Err(ApiError::internal(
+                    "requested [impersonation of groups, uid or extra] without impersonating a user",
+                ));
             }
             return Ok(requester);
         };
@@ -94,14 +120,20 @@ impl Access {
             .and_then(|rest| rest.split_once(':'))
             .map(|(ns, name)| (ns.to_string(), name.to_string()));
         match &service_account {
-            Some((ns, name)) => checks.push(ResourceAttributes::new("impersonate", "", "serviceaccounts").in_namespace(ns.clone()).named(name.clone())),
+            Some((ns, name)) => checks.push(
+                ResourceAttributes::new("impersonate", "", "serviceaccounts")
+                    .in_namespace(ns.clone())
+                    .named(name.clone()),
+            ),
             None => checks.push(ResourceAttributes::new("impersonate", "", "users").named(username.clone())),
         }
         for group in &groups {
             checks.push(ResourceAttributes::new("impersonate", "", "groups").named(group.clone()));
         }
         if let Some(uid) = &uid {
-            checks.push(ResourceAttributes::new("impersonate", "authentication.k8s.io", "uids").named(uid.clone()));
+            checks.push(
+                ResourceAttributes::new("impersonate", "authentication.k8s.io", "uids").named(uid.clone()),
+            );
         }
         for (key, values) in &extra {
             for v in values {
@@ -119,7 +151,10 @@ impl Access {
         if let Some((ns, _)) = &service_account
             && groups.is_empty()
         {
-            groups = vec!["system:serviceaccounts".to_string(), format!("system:serviceaccounts:{ns}")];
+            groups = vec![
+                "system:serviceaccounts".to_string(),
+                format!("system:serviceaccounts:{ns}"),
+            ];
         }
         let mut user = UserInfo::new(username, groups);
         if user.username != crate::auth::ANONYMOUS_USER {
@@ -145,7 +180,9 @@ impl Access {
         }
         let snapshot = RbacSnapshot {
             cluster_roles: parse_all(cluster.stored(&GroupResource::new(RBAC_GROUP, "clusterroles"))),
-            cluster_role_bindings: parse_all(cluster.stored(&GroupResource::new(RBAC_GROUP, "clusterrolebindings"))),
+            cluster_role_bindings: parse_all(
+                cluster.stored(&GroupResource::new(RBAC_GROUP, "clusterrolebindings")),
+            ),
             roles: parse_all(cluster.stored(&GroupResource::new(RBAC_GROUP, "roles"))),
             role_bindings: parse_all(cluster.stored(&GroupResource::new(RBAC_GROUP, "rolebindings"))),
         };
@@ -155,22 +192,38 @@ impl Access {
     }
 
     /// Authorizes a request; a denial is a 403 worded like kube-apiserver's.
-    pub fn authorize(&self, cluster: &Cluster, user: &UserInfo, request: &RequestAttributes) -> Result<(), ApiError> {
+    pub fn authorize(
+        &self,
+        cluster: &Cluster,
+        user: &UserInfo,
+        request: &RequestAttributes,
+    ) -> Result<(), ApiError> {
         let decision = self.reviewer(cluster).authorize(user, request);
         if decision.allowed {
             return Ok(());
         }
-        let suffix = if decision.reason.is_empty() { String::new() } else { format!(": {}", decision.reason) };
+        let suffix = if decision.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", decision.reason)
+        };
         Err(match request {
             RequestAttributes::Resource(a) => {
-                let resource = if a.subresource.is_empty() { a.resource.clone() } else { format!("{}/{}", a.resource, a.subresource) };
+                let resource = if a.subresource.is_empty() {
+                    a.resource.clone()
+                } else {
+                    format!("{}/{}", a.resource, a.subresource)
+                };
                 let scope = if a.namespace.is_empty() {
                     "at the cluster scope".to_string()
                 } else {
                     format!("in the namespace {:?}", a.namespace)
                 };
                 ApiError::forbidden(
-                    Gr { group: &a.api_group, resource: &resource },
+                    Gr {
+                        group: &a.api_group,
+                        resource: &resource,
+                    },
                     &a.name,
                     format!(
                         "User {:?} cannot {} resource {resource:?} in API group {:?} {scope}{suffix}",
@@ -181,7 +234,10 @@ impl Access {
             RequestAttributes::NonResource(a) => ApiError::custom(
                 403,
                 "Forbidden",
-                format!("forbidden: User {:?} cannot {} path {:?}{suffix}", user.username, a.verb, a.path),
+                format!(
+                    "forbidden: User {:?} cannot {} path {:?}{suffix}",
+                    user.username, a.verb, a.path
+                ),
             ),
         })
     }

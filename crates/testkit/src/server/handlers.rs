@@ -62,7 +62,8 @@ fn error_response(err: &ApiError) -> Response {
 pub async fn handle(State(state): State<Arc<ServerState>>, request: Request) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let query = Query(serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).unwrap_or_default());
+    let query =
+        Query(serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).unwrap_or_default());
     let headers = request.headers().clone();
     let body = request.into_body();
     let response = match dispatch(&state, &method, &path, &query, &headers, body).await {
@@ -74,9 +75,13 @@ pub async fn handle(State(state): State<Arc<ServerState>>, request: Request) -> 
 }
 
 async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|e| ApiError::custom(413, "RequestEntityTooLarge", format!("request body too large or unreadable: {e}")))
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        ApiError::custom(
+            413,
+            "RequestEntityTooLarge",
+            format!("request body too large or unreadable: {e}"),
+        )
+    })
 }
 
 fn parse_value(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
@@ -84,18 +89,23 @@ fn parse_value(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
         return Ok(Value::Null);
     }
     if content_type.starts_with(crate::protobuf::MEDIA_TYPE) {
-        return crate::protobuf::decode(bytes)
-            .map_err(|e| ApiError::unsupported_media_type(content_type, &["application/json", "application/yaml"]).with_message(e));
+        return crate::protobuf::decode(bytes).map_err(|e| {
+            ApiError::unsupported_media_type(content_type, &["application/json", "application/yaml"])
+                .with_message(e)
+        });
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(v) => Ok(v),
         Err(json_err) => {
-            let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
             if content_type.contains("yaml") || content_type.is_empty() {
                 serde_saphyr::from_str::<Value>(text)
                     .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
             } else {
-                Err(ApiError::bad_request(format!("couldn't get version/kind; json parse error: {json_err}")))
+                Err(ApiError::bad_request(format!(
+                    "couldn't get version/kind; json parse error: {json_err}"
+                )))
             }
         }
     }
@@ -115,34 +125,60 @@ async fn dispatch(
         Route::Health => return Ok(Response::new(Body::from("ok"))),
         Route::OpenIdConfiguration => return Ok(json_response(200, &access.issuer().openid_configuration())),
         Route::Jwks => {
-            return Ok(json_response_typed(200, &access.issuer().jwks(), crate::auth::JWKS_CONTENT_TYPE));
+            return Ok(json_response_typed(
+                200,
+                &access.issuer().jwks(),
+                crate::auth::JWKS_CONTENT_TYPE,
+            ));
         }
         _ => {}
     }
-    let authorization = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let user = access.authenticate(&state.cluster, authorization)?;
     let user = access.impersonate(&state.cluster, user, headers)?;
-    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     if let Route::Resource(rp) = route {
         return resource(state, &user, method, &rp, query, accept, content_type, body).await;
     }
     let verb = method.as_str().to_lowercase();
-    access.authorize(&state.cluster, &user, &RequestAttributes::NonResource(NonResourceAttributes::new(verb, path)))?;
+    access.authorize(
+        &state.cluster,
+        &user,
+        &RequestAttributes::NonResource(NonResourceAttributes::new(verb, path)),
+    )?;
     if method != Method::GET {
         return Err(ApiError::method_not_allowed());
     }
     let registry = state.cluster.registry();
     let aggregated = discovery::wants_aggregated(accept);
     let doc = match route {
-        Route::Root => json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]}),
+        Route::Root => {
+            json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]})
+        }
         Route::Version => discovery::version(),
         Route::CoreVersions if aggregated => {
-            return Ok(json_response_typed(200, &discovery::aggregated_core(&registry), discovery::AGGREGATED_V2));
+            return Ok(json_response_typed(
+                200,
+                &discovery::aggregated_core(&registry),
+                discovery::AGGREGATED_V2,
+            ));
         }
         Route::CoreVersions => discovery::api_versions(&state.settings.server_address),
         Route::Groups if aggregated => {
-            return Ok(json_response_typed(200, &discovery::aggregated_apis(&registry), discovery::AGGREGATED_V2));
+            return Ok(json_response_typed(
+                200,
+                &discovery::aggregated_apis(&registry),
+                discovery::AGGREGATED_V2,
+            ));
         }
         Route::Groups => discovery::api_group_list(&registry),
         Route::Group(group) => discovery::api_group(&registry, &group).ok_or_else(ApiError::no_route)?,
@@ -178,8 +214,10 @@ fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
 
 fn list_options(query: &Query) -> Result<ListOptions, ApiError> {
     Ok(ListOptions {
-        labels: LabelSelector::parse(query.get("labelSelector").unwrap_or_default()).map_err(ApiError::bad_request)?,
-        fields: FieldSelector::parse(query.get("fieldSelector").unwrap_or_default()).map_err(ApiError::bad_request)?,
+        labels: LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
+            .map_err(ApiError::bad_request)?,
+        fields: FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
+            .map_err(ApiError::bad_request)?,
         limit: query.get("limit").and_then(|l| l.parse().ok()),
         continue_token: query.get("continue").map(str::to_string),
         resource_version: query.get("resourceVersion").map(str::to_string),
@@ -188,7 +226,9 @@ fn list_options(query: &Query) -> Result<ListOptions, ApiError> {
 }
 
 fn delete_options(query: &Query, body: &Value) -> Result<DeleteOptions, ApiError> {
-    let policy = body["propagationPolicy"].as_str().or_else(|| query.get("propagationPolicy"));
+    let policy = body["propagationPolicy"]
+        .as_str()
+        .or_else(|| query.get("propagationPolicy"));
     let mut propagation = match policy {
         None | Some("") => None,
         Some("Background") => Some(Propagation::Background),
@@ -203,41 +243,80 @@ fn delete_options(query: &Query, body: &Value) -> Result<DeleteOptions, ApiError
     if body["orphanDependents"].as_bool() == Some(true) || query.flag("orphanDependents") {
         propagation = Some(Propagation::Orphan);
     }
-    let dry_run = body["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All"))
+    let dry_run = body["dryRun"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|v| v == "All"))
         || query.get("dryRun").is_some_and(|d| d == "All");
     Ok(DeleteOptions {
         dry_run,
         propagation,
         uid: body["preconditions"]["uid"].as_str().map(str::to_string),
-        resource_version: body["preconditions"]["resourceVersion"].as_str().map(str::to_string),
+        resource_version: body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string),
     })
 }
 
-fn render_object(rt: &ResourceType, object: Value, code: u16, rendering: Rendering, query: &Query) -> Response {
+fn render_object(
+    rt: &ResourceType,
+    object: Value,
+    code: u16,
+    rendering: Rendering,
+    query: &Query,
+) -> Response {
     match rendering {
         Rendering::Object => json_response(code, &object),
         Rendering::Metadata => json_response(code, &partial_metadata(&object)),
         Rendering::Table => {
-            let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
-            json_response(code, &table(rt, &[object], &rv, query.get("includeObject").unwrap_or("Metadata"), None))
+            let rv = object["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            json_response(
+                code,
+                &table(
+                    rt,
+                    &[object],
+                    &rv,
+                    query.get("includeObject").unwrap_or("Metadata"),
+                    None,
+                ),
+            )
         }
     }
 }
 
-fn render_list(rt: &ResourceType, list: Value, rendering: Rendering, query: &Query) -> Response {
+fn render_list(rt: &ResourceType, list: &Value, rendering: Rendering, query: &Query) -> Response {
     match rendering {
-        Rendering::Object => json_response(200, &list),
+        Rendering::Object => json_response(200, list),
         Rendering::Metadata => {
-            let items: Vec<Value> = list["items"].as_array().into_iter().flatten().map(partial_metadata).collect();
+            let items: Vec<Value> = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(partial_metadata)
+                .collect();
             json_response(
                 200,
                 &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list["metadata"], "items": items}),
             )
         }
         Rendering::Table => {
-            let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+            let rv = list["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let items = list["items"].as_array().cloned().unwrap_or_default();
-            json_response(200, &table(rt, &items, &rv, query.get("includeObject").unwrap_or("Metadata"), Some(&list["metadata"])))
+            json_response(
+                200,
+                &table(
+                    rt,
+                    &items,
+                    &rv,
+                    query.get("includeObject").unwrap_or("Metadata"),
+                    Some(&list["metadata"]),
+                ),
+            )
         }
     }
 }
@@ -254,7 +333,9 @@ async fn resource(
     body: Body,
 ) -> Result<Response, ApiError> {
     let cluster = &state.cluster;
-    let rt = cluster.find(&rp.group, &rp.version, &rp.resource).ok_or_else(ApiError::no_route)?;
+    let rt = cluster
+        .find(&rp.group, &rp.version, &rp.resource)
+        .ok_or_else(ApiError::no_route)?;
     let scope_ok = match (rt.namespaced, rp.namespace.is_some()) {
         (true, true) | (false, false) => true,
         (true, false) => rp.name.is_none() && *method == Method::GET,
@@ -290,7 +371,9 @@ async fn resource(
         name: name.clone(),
         namespace: ns.clone(),
     };
-    state.access.authorize(cluster, user, &RequestAttributes::Resource(attributes))?;
+    state
+        .access
+        .authorize(cluster, user, &RequestAttributes::Resource(attributes))?;
     let rendering = Rendering::from_accept(accept);
     if rt.behaviour == Behaviour::CreateOnly {
         if verb != "create" {
@@ -312,10 +395,16 @@ async fn resource(
         Some(_) => return Err(ApiError::method_not_allowed()),
     };
     match verb {
-        "get" => Ok(render_object(&rt, cluster.get(&rt, &ns, &name)?, 200, rendering, query)),
+        "get" => Ok(render_object(
+            &rt,
+            cluster.get(&rt, &ns, &name)?,
+            200,
+            rendering,
+            query,
+        )),
         "list" => {
             let list = cluster.list(&rt, rp.namespace.as_deref(), &list_options(query)?)?;
-            Ok(render_list(&rt, list, rendering, query))
+            Ok(render_list(&rt, &list, rendering, query))
         }
         "watch" => {
             let list = list_options(query)?;
@@ -326,7 +415,7 @@ async fn resource(
                 send_initial_events: query.flag("sendInitialEvents"),
                 bookmarks: query.flag("allowWatchBookmarks"),
             };
-            let start = cluster.watch(rt.clone(), rp.namespace.as_deref(), &opts)?;
+            let start = cluster.watch(&rt, rp.namespace.as_deref(), &opts)?;
             let timeout = query
                 .get("timeoutSeconds")
                 .and_then(|t| t.parse::<u64>().ok())
@@ -371,7 +460,14 @@ async fn resource(
                     ],
                 )
             })?;
-            let body = parse_value(&read_body(body).await?, if patch_type == PatchType::Apply { "yaml" } else { content_type })?;
+            let body = parse_value(
+                &read_body(body).await?,
+                if patch_type == PatchType::Apply {
+                    "yaml"
+                } else {
+                    content_type
+                },
+            )?;
             let written = cluster.patch(&rt, &ns, &name, patch_type, &body, sub, &write_options(query)?)?;
             Ok(render_object(&rt, written.object, written.code, rendering, query))
         }
@@ -382,8 +478,13 @@ async fn resource(
         }
         "deletecollection" => {
             let body = parse_value(&read_body(body).await?, content_type)?;
-            let list = cluster.delete_collection(&rt, rp.namespace.as_deref(), &list_options(query)?, &delete_options(query, &body)?)?;
-            Ok(render_list(&rt, list, rendering, query))
+            let list = cluster.delete_collection(
+                &rt,
+                rp.namespace.as_deref(),
+                &list_options(query)?,
+                &delete_options(query, &body)?,
+            )?;
+            Ok(render_list(&rt, &list, rendering, query))
         }
         _ => Err(ApiError::method_not_allowed()),
     }
@@ -399,12 +500,15 @@ async fn admit_create(
     mut body: Value,
     query: &Query,
 ) -> Result<Value, ApiError> {
-    if !(rt.group.is_empty() && rt.plural == "pods") || !body.is_object() {
+    if !rt.group.is_empty() || rt.plural != "pods" || !body.is_object() {
         return Ok(body);
     }
     let cluster = &state.cluster;
     let configurations: Vec<MutatingWebhookConfiguration> = cluster
-        .stored(&GroupResource::new("admissionregistration.k8s.io", "mutatingwebhookconfigurations"))
+        .stored(&GroupResource::new(
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+        ))
         .into_iter()
         .filter_map(|c| serde_json::from_value(c).ok())
         .collect();
@@ -419,7 +523,11 @@ async fn admit_create(
         .and_then(|n| serde_json::from_value(n["metadata"]["labels"].clone()).ok());
     let mut attributes = AdmissionAttributes::pod_create(ns, body.clone(), user.clone());
     attributes.dry_run = query.get("dryRun").is_some_and(|d| d == "All");
-    match state.admission.admit(&attributes, &configurations, labels.as_ref()).await {
+    match state
+        .admission
+        .admit(&attributes, &configurations, labels.as_ref())
+        .await
+    {
         Ok(admitted) => {
             for warning in &admitted.warnings {
                 tracing::info!(%warning, "admission webhook warning");
@@ -437,13 +545,21 @@ async fn admit_create(
 
 fn auth_error(err: &crate::auth::Error) -> ApiError {
     let status = serde_json::to_value(err.to_status()).unwrap_or_default();
-    let mut api = ApiError::custom(err.code(), err.reason(), status["message"].as_str().unwrap_or_default());
+    let mut api = ApiError::custom(
+        err.code(),
+        err.reason(),
+        status["message"].as_str().unwrap_or_default(),
+    );
     api.details = status.get("details").cloned();
     api
 }
 
 fn typed<T: serde::de::DeserializeOwned>(body: Value, kind: &str) -> Result<T, ApiError> {
-    serde_json::from_value(body).map_err(|e| ApiError::bad_request(format!("{kind} in version \"v1\" cannot be handled as a {kind}: {e}")))
+    serde_json::from_value(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{kind} in version \"v1\" cannot be handled as a {kind}: {e}"
+        ))
+    })
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
@@ -451,25 +567,49 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
 }
 
 /// Creates of the virtual review kinds.
-fn review(state: &Arc<ServerState>, user: &UserInfo, rt: &ResourceType, ns: &str, body: Value) -> Result<Response, ApiError> {
+fn review(
+    state: &Arc<ServerState>,
+    user: &UserInfo,
+    rt: &ResourceType,
+    ns: &str,
+    body: Value,
+) -> Result<Response, ApiError> {
     let cluster = &state.cluster;
     let reviewer = state.access.reviewer(cluster);
     let out = match rt.kind.as_str() {
         "TokenReview" => {
             let review = typed(body, "TokenReview")?;
-            to_json(&state.access.issuer().review_token(&review, &ClusterObjects(cluster)).map_err(|e| auth_error(&e))?)?
+            to_json(
+                &state
+                    .access
+                    .issuer()
+                    .review_token(&review, &ClusterObjects(cluster))
+                    .map_err(|e| auth_error(&e))?,
+            )?
         }
         "SubjectAccessReview" => {
             let review = typed(body, "SubjectAccessReview")?;
-            to_json(&reviewer.subject_access_review(&review).map_err(|e| auth_error(&e))?)?
+            to_json(
+                &reviewer
+                    .subject_access_review(&review)
+                    .map_err(|e| auth_error(&e))?,
+            )?
         }
         "SelfSubjectAccessReview" => {
             let review = typed(body, "SelfSubjectAccessReview")?;
-            to_json(&reviewer.self_subject_access_review(user, &review).map_err(|e| auth_error(&e))?)?
+            to_json(
+                &reviewer
+                    .self_subject_access_review(user, &review)
+                    .map_err(|e| auth_error(&e))?,
+            )?
         }
         "LocalSubjectAccessReview" => {
             let review = typed(body, "LocalSubjectAccessReview")?;
-            to_json(&reviewer.local_subject_access_review(ns, &review).map_err(|e| auth_error(&e))?)?
+            to_json(
+                &reviewer
+                    .local_subject_access_review(ns, &review)
+                    .map_err(|e| auth_error(&e))?,
+            )?
         }
         "SelfSubjectReview" => json!({
             "apiVersion": "authentication.k8s.io/v1",
@@ -490,8 +630,17 @@ fn review(state: &Arc<ServerState>, user: &UserInfo, rt: &ResourceType, ns: &str
 /// `POST serviceaccounts/<name>/token`.
 fn token_request(state: &Arc<ServerState>, ns: &str, name: &str, body: Value) -> Result<Response, ApiError> {
     let cluster = &state.cluster;
-    if cluster.stored_one(&GroupResource::new("", "serviceaccounts"), ns, name).is_none() {
-        return Err(ApiError::not_found(crate::status::Gr { group: "", resource: "serviceaccounts" }, name));
+    if cluster
+        .stored_one(&GroupResource::new("", "serviceaccounts"), ns, name)
+        .is_none()
+    {
+        return Err(ApiError::not_found(
+            crate::status::Gr {
+                group: "",
+                resource: "serviceaccounts",
+            },
+            name,
+        ));
     }
     let request = typed(body, "TokenRequest")?;
     let minted = state

@@ -65,7 +65,11 @@ fn resource(group: &str, version: &str, rest: &[&str]) -> Route {
     let namespaced = rest.first() == Some(&"namespaces")
         && rest.len() >= 3
         && !(group.is_empty() && rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
-    let (namespace, rest) = if namespaced { (Some(s(rest[1])), &rest[2..]) } else { (None, rest) };
+    let (namespace, rest) = if namespaced {
+        (Some(s(rest[1])), &rest[2..])
+    } else {
+        (None, rest)
+    };
     if rest.is_empty() || rest.len() > 3 || rest.iter().any(|p| p.is_empty()) {
         return Route::NotFound;
     }
@@ -88,17 +92,27 @@ pub fn parse(path: &str) -> Route {
         ["version"] => Route::Version,
         ["healthz" | "livez" | "readyz", ..] => Route::Health,
         ["api"] => Route::CoreVersions,
-        ["api", "v1"] => Route::Resources { group: String::new(), version: "v1".into() },
+        ["api", "v1"] => Route::Resources {
+            group: String::new(),
+            version: "v1".into(),
+        },
         ["api", "v1", rest @ ..] => resource("", "v1", rest),
         ["apis"] => Route::Groups,
         ["apis", group] => Route::Group(group.to_string()),
-        ["apis", group, version] => Route::Resources { group: group.to_string(), version: version.to_string() },
+        ["apis", group, version] => Route::Resources {
+            group: group.to_string(),
+            version: version.to_string(),
+        },
         ["apis", group, version, rest @ ..] => resource(group, version, rest),
         ["openapi", "v3"] => Route::OpenApiIndex,
-        ["openapi", "v3", "api", "v1"] => Route::OpenApiDocument { group: String::new(), version: "v1".into() },
-        ["openapi", "v3", "apis", group, version] => {
-            Route::OpenApiDocument { group: group.to_string(), version: version.to_string() }
-        }
+        ["openapi", "v3", "api", "v1"] => Route::OpenApiDocument {
+            group: String::new(),
+            version: "v1".into(),
+        },
+        ["openapi", "v3", "apis", group, version] => Route::OpenApiDocument {
+            group: group.to_string(),
+            version: version.to_string(),
+        },
         ["openapi", "v2"] => Route::OpenApiV2,
         [".well-known", "openid-configuration"] => Route::OpenIdConfiguration,
         ["openid", "v1", "jwks"] => Route::Jwks,
@@ -113,7 +127,11 @@ mod tests {
     fn res(group: &str, ns: Option<&str>, resource: &str, name: Option<&str>, sub: Option<&str>) -> Route {
         Route::Resource(ResourcePath {
             group: group.into(),
-            version: if group.is_empty() { "v1".into() } else { "v1alpha1".into() },
+            version: if group.is_empty() {
+                "v1".into()
+            } else {
+                "v1alpha1".into()
+            },
             namespace: ns.map(Into::into),
             resource: resource.into(),
             name: name.map(Into::into),
@@ -123,17 +141,38 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(parse("/api/v1/namespaces"), res("", None, "namespaces", None, None));
-        assert_eq!(parse("/api/v1/namespaces/a"), res("", None, "namespaces", Some("a"), None));
-        assert_eq!(parse("/api/v1/namespaces/a/status"), res("", None, "namespaces", Some("a"), Some("status")));
-        assert_eq!(parse("/api/v1/namespaces/a/pods"), res("", Some("a"), "pods", None, None));
-        assert_eq!(parse("/api/v1/namespaces/a/pods/p/status"), res("", Some("a"), "pods", Some("p"), Some("status")));
+        assert_eq!(
+            parse("/api/v1/namespaces"),
+            res("", None, "namespaces", None, None)
+        );
+        assert_eq!(
+            parse("/api/v1/namespaces/a"),
+            res("", None, "namespaces", Some("a"), None)
+        );
+        assert_eq!(
+            parse("/api/v1/namespaces/a/status"),
+            res("", None, "namespaces", Some("a"), Some("status"))
+        );
+        assert_eq!(
+            parse("/api/v1/namespaces/a/pods"),
+            res("", Some("a"), "pods", None, None)
+        );
+        assert_eq!(
+            parse("/api/v1/namespaces/a/pods/p/status"),
+            res("", Some("a"), "pods", Some("p"), Some("status"))
+        );
         assert_eq!(
             parse("/apis/idbind.dev/v1alpha1/identitybindings/x/status"),
             res("idbind.dev", None, "identitybindings", Some("x"), Some("status"))
         );
         assert_eq!(parse("/api/v1/namespaces/a/pods/p/status/x"), Route::NotFound);
         assert_eq!(parse("/apis/g"), Route::Group("g".into()));
-        assert_eq!(parse("/openapi/v3/apis/g/v1"), Route::OpenApiDocument { group: "g".into(), version: "v1".into() });
+        assert_eq!(
+            parse("/openapi/v3/apis/g/v1"),
+            Route::OpenApiDocument {
+                group: "g".into(),
+                version: "v1".into()
+            }
+        );
     }
 }

@@ -25,7 +25,7 @@ pub struct WatchRendering {
     pub include_object: String,
 }
 
-fn line(kind: &str, object: Value) -> Bytes {
+fn line(kind: &str, object: &Value) -> Bytes {
     let mut bytes = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
     bytes.push(b'\n');
     Bytes::from(bytes)
@@ -36,7 +36,10 @@ fn render(rt: &ResourceType, object: Value, how: &WatchRendering) -> Value {
         Rendering::Object => object,
         Rendering::Metadata => partial_metadata(&object),
         Rendering::Table => {
-            let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+            let rv = object["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             table(rt, &[object], &rv, &how.include_object, None)
         }
     }
@@ -60,7 +63,15 @@ pub fn respond(
     shutdown: CancellationToken,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
-    tokio::spawn(run(start, how, timeout, bookmarks, bookmark_interval, shutdown, tx));
+    tokio::spawn(run(
+        start,
+        how,
+        timeout,
+        bookmarks,
+        bookmark_interval,
+        shutdown,
+        tx,
+    ));
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     Response::builder()
         .status(200)
@@ -81,20 +92,33 @@ async fn run(
 ) {
     let (initial, initial_end_bookmark, mut position, subscription, filter) = match start {
         WatchStart::Expired(err) => {
-            let _ = tx.send(Ok(line("ERROR", err.to_status()))).await;
+            let _ = tx.send(Ok(line("ERROR", &err.to_status()))).await;
             return;
         }
-        WatchStart::Stream { initial, initial_end_bookmark, position, subscription, filter } => {
-            (initial, initial_end_bookmark, position, subscription, filter)
-        }
+        WatchStart::Stream {
+            initial,
+            initial_end_bookmark,
+            position,
+            subscription,
+            filter,
+        } => (initial, initial_end_bookmark, position, subscription, filter),
     };
     let rt: Arc<ResourceType> = filter.resource_type().clone();
     for object in initial {
-        if tx.send(Ok(line("ADDED", render(&rt, object, &how)))).await.is_err() {
+        if tx
+            .send(Ok(line("ADDED", &render(&rt, object, &how))))
+            .await
+            .is_err()
+        {
             return;
         }
     }
-    if initial_end_bookmark && tx.send(Ok(line("BOOKMARK", bookmark(&rt, position, true)))).await.is_err() {
+    if initial_end_bookmark
+        && tx
+            .send(Ok(line("BOOKMARK", &bookmark(&rt, position, true))))
+            .await
+            .is_err()
+    {
         return;
     }
     for change in subscription.backlog {
@@ -113,7 +137,7 @@ async fn run(
             () = &mut deadline => return,
             () = tx.closed() => return,
             _ = ticker.tick(), if bookmarks => {
-                if tx.send(Ok(line("BOOKMARK", bookmark(&rt, position, false)))).await.is_err() {
+                if tx.send(Ok(line("BOOKMARK", &bookmark(&rt, position, false)))).await.is_err() {
                     return;
                 }
             }
@@ -144,7 +168,7 @@ async fn send_change(
     }
     *position = change.rv;
     match filter.translate(change) {
-        Some((kind, object)) => tx.send(Ok(line(kind, render(rt, object, how)))).await.is_ok(),
+        Some((kind, object)) => tx.send(Ok(line(kind, &render(rt, object, how)))).await.is_ok(),
         None => true,
     }
 }

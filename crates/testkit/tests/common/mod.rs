@@ -11,7 +11,12 @@ use kube::core::Status;
 
 /// An emulator with the IdentityBinding CRD registered.
 pub async fn emulator_with_crd() -> KubeEmulator {
-    KubeEmulator::builder().seed(IdentityBinding::crd()).unwrap().start().await.unwrap()
+    KubeEmulator::builder()
+        .seed(IdentityBinding::crd())
+        .unwrap()
+        .start()
+        .await
+        .unwrap()
 }
 
 /// The API error status of a failed call.
@@ -33,7 +38,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
