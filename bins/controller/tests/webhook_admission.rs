@@ -720,3 +720,103 @@ async fn an_existing_configuration_keeps_what_the_operator_set() {
     );
     assert_eq!(hooks[1].failure_policy.as_deref(), Some("Fail"));
 }
+
+/// What the sandbox (no kubelet) does for a pod that runs as a local process: the projected
+/// token and CA file appear in a directory, and the container's paths point there.
+#[tokio::test]
+async fn the_projected_volume_can_be_materialized_without_a_kubelet() {
+    use idbind_controller::webhook::projection::{keep_projected, local_env, project};
+    use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    let w = Webhook::start().await;
+    w.service_account("web", &[("azure.workload.identity/client-id", CLIENT_ID)])
+        .await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(w.client.clone(), "apps");
+    let cm = ConfigMap {
+        metadata: meta("idbind-proxy-ca"),
+        data: Some(BTreeMap::from([("ca.crt".to_owned(), "bundle-1\n".to_owned())])),
+        ..ConfigMap::default()
+    };
+    configmaps.create(&PostParams::default(), &cm).await.unwrap();
+    let annotations = json!({
+        "azure.workload.identity/use-identity-binding": "true",
+        "azure.workload.identity/service-account-token-expiration": "7200",
+    });
+    let spec = json!({ "serviceAccountName": "web", "containers": [{ "name": "app", "image": "app:1" }] });
+    w.create("apps", pod("local", annotations, spec)).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let files = project(&w.client, "apps", "local", dir.path()).await.unwrap();
+    assert_eq!(files.token_file, dir.path().join("token/azure-identity-token"));
+    assert_eq!(files.ca_file, dir.path().join("ca-cert/ca.crt"));
+    assert_eq!(files.expiration_seconds, 7200);
+    assert_eq!(std::fs::read_to_string(&files.ca_file).unwrap(), "bundle-1\n");
+    // The token is what kubelet would have projected: the proxy's TokenReview accepts it for the
+    // identity-binding audience.
+    let token = std::fs::read_to_string(&files.token_file).unwrap();
+    let reviews: Api<TokenReview> = Api::all(w.client.clone());
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token,
+            audiences: Some(vec!["api://AKSIdentityBinding".into()]),
+        },
+        ..TokenReview::default()
+    };
+    let status = reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(status.authenticated, Some(true), "{status:?}");
+    assert_eq!(
+        status.user.unwrap().username.as_deref(),
+        Some("system:serviceaccount:apps:web")
+    );
+
+    let stored = w.pods("apps").get("local").await.unwrap();
+    let env: BTreeMap<String, String> = local_env(&stored, "app", dir.path()).into_iter().collect();
+    assert_eq!(
+        env["AZURE_FEDERATED_TOKEN_FILE"],
+        files.token_file.display().to_string()
+    );
+    assert_eq!(
+        env["AZURE_KUBERNETES_CA_FILE"],
+        files.ca_file.display().to_string()
+    );
+    assert_eq!(env["AZURE_CLIENT_ID"], CLIENT_ID);
+
+    // Kept fresh: a new bundle reaches the file.
+    let stop = CancellationToken::new();
+    let _guard = StopGuard(stop.clone());
+    tokio::spawn(keep_projected(
+        w.client.clone(),
+        "apps".into(),
+        "local".into(),
+        dir.path().to_path_buf(),
+        Duration::from_millis(50),
+        stop.clone(),
+    ));
+    let mut cm = configmaps.get("idbind-proxy-ca").await.unwrap();
+    cm.data
+        .as_mut()
+        .unwrap()
+        .insert("ca.crt".into(), "bundle-2\n".into());
+    configmaps
+        .replace("idbind-proxy-ca", &PostParams::default(), &cm)
+        .await
+        .unwrap();
+    eventually("the new bundle in the CA file", || async {
+        (std::fs::read_to_string(&files.ca_file).ok()? == "bundle-2\n").then_some(())
+    })
+    .await;
+}
+
+struct StopGuard(CancellationToken);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}

@@ -25,6 +25,7 @@
 pub mod args;
 pub mod configuration;
 pub mod mutate;
+pub mod projection;
 pub mod review;
 pub mod server;
 
