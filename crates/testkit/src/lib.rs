@@ -6,7 +6,8 @@
 //! RBAC, CRDs, webhook configurations), any kind a CRD registers (with schema defaults,
 //! validation, pruning and CEL rules), discovery, OpenAPI v3, watches with bookmarks and 410 Gone,
 //! bearer-token authentication, RBAC authorization, TokenRequest/TokenReview and access reviews.
-//! See the crate's `README` section below for what is simplified.
+//! Everything hangs off the [`KubeEmulator`] value (no global state); it stops when dropped.
+//! What is simplified compared with kube-apiserver is listed below.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -73,6 +74,11 @@
 //!   Deployments. Pods are never scheduled; unbound pods delete immediately.
 //! - **Auth**: anonymous requests get 401; discovery and OpenAPI need any authenticated user
 //!   (bootstrap RBAC); the service-account issuer documents are served without authentication.
+//!   `Impersonate-*` headers are honoured (with `impersonate` RBAC checks).
+//!   SelfSubjectRulesReview (`kubectl auth can-i --list`) is not served.
+//! - **Admission**: only pod CREATE goes through MutatingWebhookConfigurations (see
+//!   [`admission`]); ValidatingWebhookConfigurations are stored but not called. Webhook warnings
+//!   come back as `Warning` headers.
 //! - **Tables** for `kubectl get`: Name plus a few built-in columns per kind, CRD
 //!   `additionalPrinterColumns` (JSONPath subset: fields, indexes, `*`, `?(@.x=="y")`).
 //! - **OpenAPI v3**: CRD schemas as given; built-in kinds get a permissive object schema. OpenAPI

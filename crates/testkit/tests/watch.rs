@@ -291,3 +291,23 @@ async fn streaming_lists_end_with_the_initial_events_bookmark() {
     .await;
     driver.abort();
 }
+
+#[tokio::test]
+async fn watches_end_at_their_timeout() {
+    let emulator = KubeEmulator::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(emulator.client().unwrap(), "default");
+    api.create(&PostParams::default(), &cm("t", &[], "1"))
+        .await
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(1), "0")
+        .await
+        .unwrap()
+        .boxed();
+    assert!(matches!(
+        stream.try_next().await.unwrap(),
+        Some(WatchEvent::Added(_))
+    ));
+    // The server closes the stream when timeoutSeconds elapse; the client sees its end.
+    assert!(stream.try_next().await.unwrap().is_none());
+}

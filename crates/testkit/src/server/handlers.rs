@@ -439,9 +439,17 @@ async fn resource(
                 return Err(ApiError::method_not_allowed());
             }
             let body = parse_value(&read_body(body).await?, content_type)?;
-            let body = admit_create(state, user, &rt, &ns, body, query).await?;
+            let (body, warnings) = admit_create(state, user, &rt, &ns, body, query).await?;
             let written = cluster.create(&rt, &ns, body, &write_options(query)?)?;
-            Ok(render_object(&rt, written.object, written.code, rendering, query))
+            let mut response = render_object(&rt, written.object, written.code, rendering, query);
+            for warning in warnings {
+                // Warning headers as kube-apiserver sends them (RFC 7234 code 299).
+                let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
+                if let Ok(value) = http::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+                    response.headers_mut().append(http::header::WARNING, value);
+                }
+            }
+            Ok(response)
         }
         "update" => {
             let body = parse_value(&read_body(body).await?, content_type)?;
@@ -491,7 +499,8 @@ async fn resource(
 }
 
 /// Mutating admission of creates: pods go through the MutatingWebhookConfigurations, whose
-/// patches are applied (or whose denial is the answer) before the object is stored.
+/// patches are applied (or whose denial is the answer) before the object is stored. Returns the
+/// object and the webhooks' warnings (sent back as `Warning` headers).
 async fn admit_create(
     state: &Arc<ServerState>,
     user: &UserInfo,
@@ -499,9 +508,9 @@ async fn admit_create(
     ns: &str,
     mut body: Value,
     query: &Query,
-) -> Result<Value, ApiError> {
+) -> Result<(Value, Vec<String>), ApiError> {
     if !rt.group.is_empty() || rt.plural != "pods" || !body.is_object() {
-        return Ok(body);
+        return Ok((body, Vec::new()));
     }
     let cluster = &state.cluster;
     let configurations: Vec<MutatingWebhookConfiguration> = cluster
@@ -513,7 +522,7 @@ async fn admit_create(
         .filter_map(|c| serde_json::from_value(c).ok())
         .collect();
     if configurations.is_empty() {
-        return Ok(body);
+        return Ok((body, Vec::new()));
     }
     if body["metadata"]["namespace"].as_str().is_none_or(str::is_empty) {
         body["metadata"]["namespace"] = json!(ns);
@@ -528,12 +537,7 @@ async fn admit_create(
         .admit(&attributes, &configurations, labels.as_ref())
         .await
     {
-        Ok(admitted) => {
-            for warning in &admitted.warnings {
-                tracing::info!(%warning, "admission webhook warning");
-            }
-            Ok(admitted.object.unwrap_or(body))
-        }
+        Ok(admitted) => Ok((admitted.object.unwrap_or(body), admitted.warnings)),
         Err(rejected) => {
             let status = serde_json::to_value(&rejected.status).unwrap_or_default();
             let mut err = ApiError::custom(rejected.code(), rejected.reason(), rejected.message());
