@@ -214,7 +214,10 @@ impl AzureArgs {
 /// Turns an ARM error into a failure naming what was attempted and what to check.
 pub fn arm_error(action: &str, e: &idbind_arm::Error) -> anyhow::Error {
     let text = error_chain(e);
-    let failure = if e.is_credential() {
+    let failure = if e.is_credential() && text.contains("could not connect") {
+        Failure::unreachable(format!("{action}: cannot reach Entra for an ARM token: {text}"))
+            .hint("check --azure-authority-host / --azure-cloud and your network")
+    } else if e.is_credential() {
         Failure::failed(format!("{action}: no ARM token: {text}")).hint(
             "check --azure-tenant-id, --azure-client-id and --azure-client-secret (or AZURE_TENANT_ID, \
              AZURE_CLIENT_ID, AZURE_CLIENT_SECRET), or --azure-federated-token-file",

@@ -70,7 +70,10 @@ async fn target(args: &IdentityArgs) -> anyhow::Result<Target> {
     let arm = args.azure.arm()?;
     let identity = get_identity(&arm, &args.identity).await?;
     let fics = list_fics(&arm, &identity).await?;
-    let fic = find_idbinds(&fics, &identity, &args.issuer).cloned();
+    // idbind's by issuer and subject, else by name (a credential whose issuer or subject went wrong).
+    let fic = find_idbinds(&fics, &identity, &args.issuer)
+        .or_else(|| fics.iter().find(|f| f.name == args.issuer.fic_name))
+        .cloned();
     let issuer = match (&args.issuer.issuer_base_url, &fic) {
         (Some(base), _) => base.issuer_for(&identity.tenant_id, &identity.client_id),
         (None, Some(f)) => f.properties.issuer.clone(),
