@@ -263,3 +263,136 @@ fn authority_host(args: &Args) -> Result<String> {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Args {
+        let mut argv = vec![
+            "idbind-controller",
+            "--cluster-name",
+            "east",
+            "--issuer-base-url",
+            "https://issuer.example.com/ib",
+        ];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn defaults_work_in_cluster() {
+        let args = parse(&["--azure-tenant-id", "t-1"]);
+        assert!(args.webhook.webhook_enabled && args.proxy_tls.proxy_tls_managed);
+        let injection = WebhookArgs::injection(&args).unwrap();
+        assert_eq!(injection.token_proxy, "https://idbind-proxy.idbind.svc");
+        assert_eq!(injection.sni_name, "idbind-proxy.idbind.svc");
+        assert_eq!(injection.default_tenant_id.as_deref(), Some("t-1"));
+        assert_eq!(injection.authority_host, "https://login.microsoftonline.com/");
+        assert_eq!(injection.audience, "api://AKSIdentityBinding");
+        assert_eq!(injection.ca_configmap, "idbind-proxy-ca");
+        let target = args.webhook.target("idbind", None).unwrap();
+        assert_eq!(
+            target,
+            ClientTarget::Service {
+                namespace: "idbind".into(),
+                name: "idbind-webhook".into(),
+                port: 443,
+                path: "/mutate-v1-pod".into()
+            }
+        );
+        let subject = args.webhook.subject("idbind", "cluster.local").unwrap();
+        assert_eq!(
+            subject.dns_names,
+            [
+                "idbind-webhook.idbind.svc",
+                "idbind-webhook.idbind.svc.cluster.local"
+            ]
+        );
+        args.webhook.policy().unwrap();
+        let proxy = args.proxy_tls.subject("idbind").unwrap();
+        assert_eq!(
+            proxy.dns_names,
+            [
+                "idbind-proxy.idbind.svc",
+                "idbind-proxy",
+                "idbind-proxy.idbind",
+                "idbind-proxy.idbind.svc.cluster.local"
+            ]
+        );
+        args.proxy_tls.policy().unwrap();
+    }
+
+    #[test]
+    fn local_url_takes_the_bound_port_and_the_default_path() {
+        let args = parse(&[
+            "--webhook-url",
+            "https://127.0.0.1:0",
+            "--webhook-tls-extra-names",
+            "localhost",
+        ]);
+        let bound = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9443);
+        let target = args.webhook.target("idbind", Some(bound)).unwrap();
+        assert_eq!(
+            target,
+            ClientTarget::Url("https://127.0.0.1:9443/mutate-v1-pod".into())
+        );
+        let subject = args.webhook.subject("idbind", "cluster.local").unwrap();
+        assert_eq!(subject.ips, [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+        assert_eq!(subject.dns_names, ["localhost"]);
+        let e = args.webhook.target("idbind", None).unwrap_err().to_string();
+        assert!(e.contains("port 0"), "{e}");
+        let e = parse(&["--webhook-url", "http://127.0.0.1:9443"])
+            .webhook
+            .target("idbind", None)
+            .unwrap_err();
+        assert!(e.to_string().contains("https only"), "{e}");
+    }
+
+    #[test]
+    fn bad_injection_settings_are_named() {
+        let e =
+            WebhookArgs::injection(&parse(&["--token-proxy-url", "https://proxy.example/p"])).unwrap_err();
+        assert!(
+            e.to_string().contains("--token-proxy-url") && e.to_string().contains("no path"),
+            "{e}"
+        );
+        let e = WebhookArgs::injection(&parse(&["--token-proxy-url", "http://proxy.example"])).unwrap_err();
+        assert!(e.to_string().contains("only https"), "{e}");
+        let ok =
+            WebhookArgs::injection(&parse(&["--token-proxy-url", "https://proxy.example:8443/"])).unwrap();
+        assert_eq!(ok.token_proxy, "https://proxy.example:8443");
+        let e = WebhookArgs::injection(&parse(&["--sa-token-audience", "api://AzureADTokenExchange"]))
+            .unwrap_err();
+        assert!(e.to_string().contains("--sa-token-audience"), "{e}");
+        let e = WebhookArgs::injection(&parse(&["--azure-cloud", "custom"])).unwrap_err();
+        assert!(e.to_string().contains("--pod-authority-host"), "{e}");
+        let custom = parse(&[
+            "--azure-cloud",
+            "custom",
+            "--azure-authority-host",
+            "https://login.example",
+        ]);
+        assert_eq!(
+            WebhookArgs::injection(&custom).unwrap().authority_host,
+            "https://login.example/"
+        );
+        let e = parse(&["--webhook-ca-renew-before", "1m"])
+            .webhook
+            .policy()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--webhook-ca-renew-before"), "{e}");
+        let e = parse(&["--proxy-tls-extra-names", "not a name"])
+            .proxy_tls
+            .subject("idbind")
+            .unwrap_err();
+        assert!(e.to_string().contains("--proxy-tls-extra-names"), "{e}");
+    }
+}
