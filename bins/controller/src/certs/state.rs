@@ -740,7 +740,7 @@ mod tests {
         assert!(state.clone().apply(CertStep::RetireCa, now, &p, &s).is_err());
         let renamed = Subject {
             dns_names: vec!["new.idbind.test".into()],
-            ..s.clone()
+            ..s
         };
         assert_eq!(
             state.next_step_due(now, &p, &renamed),

@@ -376,15 +376,13 @@ mod tests {
     }
 
     fn pod(annotations: Value, spec: Value) -> Value {
-        json!({
+        let mut pod = json!({
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {
-                "name": "web-0",
-                "labels": { "azure.workload.identity/use": "true" },
-                "annotations": annotations,
-            },
-            "spec": spec,
-        })
+            "metadata": { "name": "web-0", "labels": { "azure.workload.identity/use": "true" } },
+        });
+        pod["metadata"]["annotations"] = annotations;
+        pod["spec"] = spec;
+        pod
     }
 
     fn opted(spec: Value) -> Value {
@@ -428,7 +426,7 @@ mod tests {
         let original = opted(json!({ "containers": [{ "name": "app", "image": "app" }] }));
         let first = mutate(&original, &client_sa(), "apps", &settings()).unwrap();
         assert!(!first.patch.0.is_empty());
-        let mut patched = original.clone();
+        let mut patched = original;
         json_patch::patch(&mut patched, &first.patch).unwrap();
         assert_eq!(patched, first.pod);
         let second = mutate(&first.pod, &client_sa(), "apps", &settings()).unwrap();
