@@ -13,7 +13,7 @@ use crate::status::{StepResult, reason};
 #[derive(Clone, Debug)]
 pub struct Azure {
     arm: ArmClient,
-    fic: crate::fic_interim::FicManager,
+    fic: idbind_fic::FicManager,
     metrics: Arc<Metrics>,
 }
 
@@ -28,7 +28,7 @@ pub struct EnsuredFic {
 
 impl Azure {
     /// Wraps a client and a manager built on it.
-    pub fn new(arm: ArmClient, fic: crate::fic_interim::FicManager, metrics: Arc<Metrics>) -> Self {
+    pub fn new(arm: ArmClient, fic: idbind_fic::FicManager, metrics: Arc<Metrics>) -> Self {
         Self { arm, fic, metrics }
     }
 
@@ -38,7 +38,7 @@ impl Azure {
     }
 
     /// The FIC manager.
-    pub fn fic(&self) -> &crate::fic_interim::FicManager {
+    pub fn fic(&self) -> &idbind_fic::FicManager {
         &self.fic
     }
 
@@ -74,28 +74,25 @@ impl Azure {
         id: &IdentityResourceId,
         spec: &FicSpec,
     ) -> Result<EnsuredFic, StepResult> {
-        let result = self.fic.ensure(id, spec).await;
-        match result {
-            Ok(outcome) => {
-                let created = outcome.created();
+        match self.fic.ensure(id, spec).await {
+            Ok(ensured) => {
+                let created = ensured.outcome == idbind_fic::EnsureOutcome::Created;
                 if created {
                     self.metrics.fic_write("create", true);
                 }
-                self.metrics
-                    .arm_call("ensure_fic", Some(if created { 201 } else { 200 }));
                 Ok(EnsuredFic {
-                    name: outcome.fic().name.clone(),
+                    name: ensured.fic.name,
                     created,
                 })
             }
-            Err(crate::fic_interim::Error::LimitReached { existing, .. }) => {
-                self.metrics.arm_call("ensure_fic", Some(400));
-                let names: Vec<String> = existing.iter().map(|f| f.name.clone()).collect();
+            Err(idbind_fic::Error::LimitReached { existing, limit, .. }) => {
+                let names: Vec<&str> = existing.iter().map(|f| f.name.as_str()).collect();
                 Err(StepResult::failed(
                     reason::FIC_LIMIT_REACHED,
                     format!(
-                        "identity {} already has {} federated identity credentials ({}), the most Entra allows; \
-                         idbind needs one more (issuer {}). Delete one that is no longer used; idbind retries with backoff.",
+                        "identity {} already has {} federated identity credentials ({}), the most Entra allows \
+                         ({limit}); idbind needs one more, with issuer {}. Delete one that is no longer used; \
+                         idbind retries with backoff.",
                         id.name(),
                         names.len(),
                         names.join(", "),
@@ -104,19 +101,19 @@ impl Azure {
                 ))
             }
             Err(e) => {
-                let status = e.arm_error().and_then(idbind_arm::Error::status);
-                self.metrics.arm_call("ensure_fic", status);
                 self.metrics.fic_write("create", false);
-                Err(match e.arm_error() {
-                    Some(arm) => classify(
-                        arm,
-                        &format!("write federated identity credentials of {id}"),
-                        "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write",
-                        id,
-                    ),
-                    None => {
-                        StepResult::failed(reason::ARM_ERROR, format!("{e}; idbind retries with backoff"))
+                let permission =
+                    "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write";
+                let action = format!("write federated identity credentials of {id}");
+                Err(match &e {
+                    idbind_fic::Error::Arm(arm) | idbind_fic::Error::GaveUp { last: arm, .. } => {
+                        classify(arm, &action, permission, id)
                     }
+                    idbind_fic::Error::NameTaken { .. } => StepResult::failed(
+                        reason::FIC_NAME_TAKEN,
+                        format!("{e}; idbind retries with backoff"),
+                    ),
+                    _ => StepResult::failed(reason::ARM_ERROR, format!("{e}; idbind retries with backoff")),
                 })
             }
         }

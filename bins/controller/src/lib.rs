@@ -9,7 +9,6 @@ pub mod certs;
 pub mod clock;
 mod duration;
 mod error;
-pub mod fic_interim;
 pub mod keys;
 pub mod leader;
 pub mod metrics;

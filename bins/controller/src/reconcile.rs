@@ -589,34 +589,31 @@ async fn gc_fic(
         &client,
     )
     .map_err(|e| Error::config("--fic-name", e.to_string()))?;
-    let jwks = ctx
-        .targets
-        .publisher()
-        .read_jwks(&tenant, &client)
-        .await
-        .map_err(|e| Error::NotReady {
-            condition: "Cleanup".to_owned(),
-            reason: reason::ISSUER_STORE_UNAVAILABLE.to_owned(),
-            message: format!("could not read the JWKS to decide on FIC deletion: {e}"),
-        })?;
-    let remaining = jwks.map_or(0, |j| j.keys.len());
-    if remaining > 0 {
-        return Ok(format!(
-            "kept the FIC: {remaining} key(s) of other clusters remain in the JWKS"
-        ));
-    }
-    match ctx.azure.fic().delete_if_unused(id, &spec, remaining == 0).await {
-        Ok(true) => {
+    let publisher = ctx.targets.publisher();
+    let unused = || async move {
+        let jwks = publisher
+            .read_jwks(&tenant, &client)
+            .await
+            .map_err(|e| Box::new(e) as idbind_arm::BoxError)?;
+        Ok(jwks.is_none_or(|j| j.keys.is_empty()))
+    };
+    match ctx.azure.fic().delete_if_unused(id, &spec, unused).await {
+        Ok(idbind_fic::GcOutcome::Deleted { name }) => {
             ctx.metrics.fic_write("delete", true);
-            Ok(format!("deleted the federated identity credential {}", spec.name))
+            Ok(format!(
+                "deleted the federated identity credential {name}: no cluster key is left in its JWKS"
+            ))
         }
-        Ok(false) => Ok("the FIC was already gone".to_owned()),
+        Ok(idbind_fic::GcOutcome::InUse { name }) => Ok(format!(
+            "kept the federated identity credential {name}: other clusters' keys remain in the JWKS"
+        )),
+        Ok(_) => Ok("there was no federated identity credential to delete".to_owned()),
         Err(e) => {
             ctx.metrics.fic_write("delete", false);
             Err(Error::NotReady {
                 condition: "Cleanup".to_owned(),
                 reason: reason::ARM_UNAVAILABLE.to_owned(),
-                message: format!("could not delete the FIC: {e}"),
+                message: format!("could not garbage-collect the FIC: {e}"),
             })
         }
     }

@@ -166,11 +166,7 @@ impl RuntimeBuilder {
             None => setup::credential(&args.azure, &cloud)?,
         };
         let arm = setup::arm_client(&args.azure, cloud, credential, &metrics)?;
-        let azure = Azure::new(
-            arm.clone(),
-            crate::fic_interim::FicManager::new(arm),
-            metrics.clone(),
-        );
+        let azure = Azure::new(arm.clone(), idbind_fic::FicManager::new(arm), metrics.clone());
         let store = match self.store {
             Some(s) => s,
             None => setup::issuer_store(&args.issuer)?,

@@ -26,6 +26,8 @@ pub mod reason {
     pub const FIC_CREATED: &str = "Created";
     /// `FederatedCredentialReady`: a FIC with the same issuer and subject already existed.
     pub const FIC_EXISTS: &str = "Exists";
+    /// A FIC with idbind's name exists with another issuer or subject.
+    pub const FIC_NAME_TAKEN: &str = "FicNameTaken";
     /// The identity already has the maximum number of FICs.
     pub const FIC_LIMIT_REACHED: &str = "FicLimitReached";
     /// An earlier step has not succeeded yet.
