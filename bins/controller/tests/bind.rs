@@ -86,6 +86,20 @@ async fn bind_update_unbind() {
         ("ServiceAccount", "app")
     );
 
+    // An Event says the binding became Ready.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(cluster.client.clone());
+    eventually("a Bound event for the binding", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("Bound")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("payments")
+            })
+            .then_some(())
+    })
+    .await;
+
     // Changing allowedSubjects updates the binding's subjects.
     let patch = serde_json::json!({"spec": {"allowedSubjects": [{"namespace": "team-a"}, {"namespace": "team-b", "serviceAccount": "job"}]}});
     cluster
