@@ -179,8 +179,8 @@ pub struct IssuerArgs {
     /// Issuer store: `dir:<path>` or `blob:<container URL>`. Defaults to `dir:<--issuer-dir>`.
     #[arg(long, env = "IDBIND_ISSUER_STORE")]
     pub issuer_store: Option<StoreLocation>,
-    /// SAS token for a blob store (without the leading `?`). Without it, the Azure credential's
-    /// Entra token for Storage is used.
+    /// SAS token for a blob store (with or without the leading `?`). Without it, the controller's
+    /// Azure credential gets Entra tokens for Storage (it needs Storage Blob Data Contributor).
     #[arg(long, env = "IDBIND_ISSUER_BLOB_SAS", hide_env_values = true)]
     pub issuer_blob_sas: Option<String>,
     /// Directory store to serve over HTTP(S) with `--issuer-listen` (and to publish into).

@@ -165,11 +165,11 @@ impl RuntimeBuilder {
             Some(c) => c,
             None => setup::credential(&args.azure, &cloud)?,
         };
-        let arm = setup::arm_client(&args.azure, cloud, credential, &metrics)?;
+        let arm = setup::arm_client(&args.azure, cloud, credential.clone(), &metrics)?;
         let azure = Azure::new(arm.clone(), idbind_fic::FicManager::new(arm), metrics.clone());
         let store = match self.store {
             Some(s) => s,
-            None => setup::issuer_store(&args.issuer)?,
+            None => setup::issuer_store(&args.issuer, credential)?,
         };
         let publisher = Arc::new(Publisher::new(store, args.issuer.issuer_base_url.clone()));
 

@@ -159,8 +159,9 @@ pub fn arm_client(
         .map_err(|e| Error::config("ARM client", e.to_string()))
 }
 
-/// The issuer store the flags name (`--issuer-store`, else `dir:<--issuer-dir>`).
-pub fn issuer_store(args: &IssuerArgs) -> Result<Arc<dyn IssuerStore>> {
+/// The issuer store the flags name (`--issuer-store`, else `dir:<--issuer-dir>`). A blob store
+/// uses `--issuer-blob-sas` when given, else Entra tokens for Storage from `credential`.
+pub fn issuer_store(args: &IssuerArgs, credential: Arc<dyn Credential>) -> Result<Arc<dyn IssuerStore>> {
     let location = match (&args.issuer_store, &args.issuer_dir) {
         (Some(l), _) => l.clone(),
         (None, Some(dir)) => StoreLocation::Dir(dir.clone()),
@@ -183,13 +184,83 @@ pub fn issuer_store(args: &IssuerArgs) -> Result<Arc<dyn IssuerStore>> {
             Arc::new(DirectoryStore::new(path).map_err(cfg)?)
         }
         StoreLocation::Blob(url) => {
-            let sas = args.issuer_blob_sas.clone().ok_or_else(|| {
-                Error::config(
-                    "--issuer-blob-sas",
-                    "a SAS token is required for a blob issuer store",
-                )
-            })?;
-            Arc::new(BlobStore::new(&url, BlobAuth::Sas(sas)).map_err(cfg)?)
+            let auth = match &args.issuer_blob_sas {
+                Some(sas) => BlobAuth::Sas(sas.clone()),
+                None => BlobAuth::Bearer(credential),
+            };
+            Arc::new(BlobStore::new(&url, auth).map_err(cfg)?)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::Args;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec![
+            "idbind-controller",
+            "--cluster-name",
+            "east",
+            "--issuer-base-url",
+            "https://i.example",
+        ];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn missing_settings_are_named() {
+        let a = args(&["--azure-cloud", "custom"]);
+        let e = cloud(&a.azure).unwrap_err().to_string();
+        assert!(e.contains("--azure-authority-host"), "{e}");
+        let e = issuer_store(&a.issuer, Arc::new(idbind_arm::StaticTokenCredential::new("t")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--issuer-store"), "{e}");
+        let a = args(&["--azure-credential", "client-secret", "--azure-tenant-id", "x"]);
+        let e = credential(&a.azure, &CloudConfig::public())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--azure-client-secret"), "{e}");
+    }
+
+    #[test]
+    fn credential_choice_follows_the_flags() {
+        let tenant = "11111111-1111-1111-1111-111111111111";
+        let client = "22222222-2222-2222-2222-222222222222";
+        let a = args(&[
+            "--azure-tenant-id",
+            tenant,
+            "--azure-client-id",
+            client,
+            "--azure-client-secret=s3cr3t",
+        ]);
+        assert!(credential(&a.azure, &CloudConfig::public()).is_ok());
+        let a = args(&[
+            "--azure-tenant-id",
+            "not-a-guid",
+            "--azure-client-id",
+            client,
+            "--azure-client-secret=s",
+        ]);
+        let e = credential(&a.azure, &CloudConfig::public())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--azure-tenant-id") && !e.contains("s3cr3t"), "{e}");
+        let dir = std::env::temp_dir();
+        let a = args(&["--issuer-store", &format!("dir:{}", dir.display())]);
+        let cred: Arc<dyn Credential> = Arc::new(idbind_arm::StaticTokenCredential::new("t"));
+        assert!(issuer_store(&a.issuer, cred.clone()).is_ok());
+        let a = args(&["--issuer-store", "blob:https://acct.blob.core.windows.net/issuer"]);
+        assert!(
+            issuer_store(&a.issuer, cred).is_ok(),
+            "a blob store without SAS uses the credential"
+        );
+    }
 }
