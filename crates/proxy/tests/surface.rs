@@ -17,7 +17,12 @@ use idbind_proxy::{ProxyMetrics, Surface, SurfaceConfig};
 use serde_json::Value;
 
 /// Name, request, expected (status, error), a word the description must contain.
-type Case = (&'static str, Request<Full<Bytes>>, (u16, &'static str), &'static str);
+type Case = (
+    &'static str,
+    Request<Full<Bytes>>,
+    (u16, &'static str),
+    &'static str,
+);
 
 fn surface(fake: Arc<Fake>) -> Surface<Arc<Fake>> {
     surface_with(fake, |_| {})
