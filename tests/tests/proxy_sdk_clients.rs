@@ -202,3 +202,44 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
 }
+
+/// With an authority host MSAL Node does not know, it first asks the proxy for instance and
+/// tenant discovery (PROTOCOL.md §1.3), then posts to the `token_endpoint` of the document.
+#[tokio::test]
+async fn js_azure_identity_with_a_custom_authority_uses_the_discovery_routes() {
+    init_logs();
+    let Some(_) = tools::require(
+        "npm packages in tests/js (@azure/identity)",
+        tools::node_modules(),
+    ) else {
+        return;
+    };
+    let Some(node) = tools::require("node", which("node")) else {
+        return;
+    };
+    let authority = "https://login.sovereign.example/";
+    let stack = Stack::builder()
+        .surface(move |c| c.advertised_authority = url::Url::parse(authority).unwrap())
+        .start()
+        .await
+        .unwrap();
+    let script = tools::workspace_root().join("tests/js/get_token.mjs");
+    let output = pod_command(&stack, node)
+        .env("AZURE_AUTHORITY_HOST", authority)
+        .arg(&script)
+        .arg(SCOPE)
+        .output()
+        .await
+        .unwrap();
+    let json = stdout_json("node get_token.mjs", &output);
+    assert_served(&stack, json["token"].as_str().unwrap()).await;
+    let metrics = &stack.proxy().unwrap().metrics;
+    assert!(
+        metrics.request_count("instance_discovery", 200, "ok") >= 1,
+        "instance discovery went to the proxy"
+    );
+    assert!(
+        metrics.request_count("openid_configuration", 200, "ok") >= 1,
+        "tenant discovery went to the proxy"
+    );
+}

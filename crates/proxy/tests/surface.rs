@@ -483,3 +483,64 @@ async fn success_body_is_passed_as_the_exchanger_shaped_it() {
     assert_eq!(body["refresh_in"], 1700);
     assert_eq!(body["ext_expires_in"], 3599);
 }
+
+/// Captures log output in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_name_the_token_by_hash_and_jti_never_by_value() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fake = Fake::answering(|_| Err(ExchangeError::forbidden("RBAC says no")));
+    let s = surface(fake);
+    let assertion = "eyJhbGciOiJSUzI1NiJ9.eyJqdGkiOiJqdGktMSJ9.c2ln";
+    let response = s.handle(post("/", Some(FORM), python_body())).await;
+    assert_eq!(response.status(), 403);
+    let ok = surface(Fake::ok());
+    assert_eq!(
+        ok.handle(post("/", Some(FORM), python_body())).await.status(),
+        200
+    );
+
+    let logs = String::from_utf8(captured.0.lock().clone()).unwrap();
+    let lines: Vec<Value> = logs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let token_lines: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "token request")
+        .collect();
+    assert_eq!(token_lines.len(), 2, "{logs}");
+    for line in &token_lines {
+        let f = &line["fields"];
+        assert_eq!(f["jti"], "jti-1");
+        assert_eq!(f["client_id"], CLIENT_ID);
+        assert_eq!(f["token_sha256"].as_str().unwrap().len(), 16);
+        assert!(f["latency_ms"].is_number());
+    }
+    assert_eq!(token_lines[0]["fields"]["outcome"], "forbidden");
+    assert_eq!(token_lines[1]["fields"]["outcome"], "ok");
+    assert!(!logs.contains(assertion), "a token is in the logs:\n{logs}");
+    assert!(!logs.contains("c2ln"), "a signature is in the logs:\n{logs}");
+    assert!(
+        !logs.contains("entra-access-token"),
+        "an access token is in the logs:\n{logs}"
+    );
+}
