@@ -123,6 +123,7 @@ fn bad_kubeconfig(source: &str, context: Option<&str>, e: &kube::config::Kubecon
 impl Cluster {
     /// Turns a Kubernetes API error into a failure naming what was attempted; unreachable API
     /// servers get status 4 and a hint.
+    #[allow(clippy::needless_pass_by_value)] // callers hand over the error, as `map_err` does
     pub fn error(&self, action: &str, e: kube::Error) -> anyhow::Error {
         let failure = match &e {
             kube::Error::Api(status) => {

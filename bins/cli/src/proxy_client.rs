@@ -206,13 +206,12 @@ impl ProxyTarget {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(classify)`
 fn classify(e: reqwest::Error) -> ProxyError {
     let text = error_chain(&e);
     let lower = text.to_ascii_lowercase();
     if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
         ProxyError::Tls(text)
-    } else if e.is_connect() || e.is_timeout() {
-        ProxyError::Unreachable(text)
     } else {
         ProxyError::Unreachable(text)
     }

@@ -349,7 +349,7 @@ async fn check_controller(args: &DoctorArgs, cluster: &Cluster, report: &mut Rep
         (Ok(msg), None) => report.pass("controller", msg),
         (Ok(msg), Some(Ok(r))) => report.pass("controller", format!("{msg}; {r}")),
         (Ok(msg), Some(Err(r))) => {
-            report.fail("controller", format!("{msg}, but it is not ready: {r}"), logs)
+            report.fail("controller", format!("{msg}, but it is not ready: {r}"), logs);
         }
         (Err((msg, fix)), _) => report.fail("controller", msg, fix),
     }
@@ -622,7 +622,7 @@ async fn check_jwks(args: &DoctorArgs, cluster: &Cluster, report: &mut Report, f
     if kids.contains(&current_kid) {
         let mut msg = format!(
             "JWKS {} holds this cluster's current key {current_kid} (signing for {}); keys of: {}",
-            docs.jwks_uri.clone().unwrap_or_default(),
+            docs.jwks_uri.as_deref().unwrap_or_default(),
             age(since),
             others.join(", ")
         );
@@ -644,7 +644,7 @@ async fn check_jwks(args: &DoctorArgs, cluster: &Cluster, report: &mut Report, f
             "jwks",
             format!(
                 "JWKS {} does not hold this cluster's current key {current_kid} (cluster {}); it holds {}",
-                docs.jwks_uri.clone().unwrap_or_default(),
+                docs.jwks_uri.as_deref().unwrap_or_default(),
                 keys.cluster(),
                 if kids.is_empty() { "no key".to_owned() } else { kids.join(", ") }
             ),
