@@ -4,6 +4,9 @@
 //! `cargo xtask test`.
 
 mod codegen;
+mod e2e;
+mod sandbox;
+mod stack;
 mod test;
 mod tools;
 mod util;
@@ -32,6 +35,11 @@ enum Cmd {
     ValidateManifests,
     /// Install the external test tools (Python and npm packages) into .tools/.
     Tools,
+    /// Run idbind on this machine with the Azure and Kubernetes emulators, get a token as a pod
+    /// would, and print what happened (the first command to try).
+    Sandbox(sandbox::SandboxArgs),
+    /// The mission end to end as real processes: one Azure emulator, two clusters, one identity.
+    E2e(e2e::E2eArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +49,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Codegen { check } => codegen::run(check),
         Cmd::ValidateManifests => tools::validate_manifests(),
         Cmd::Tools => tools::install_all().map(|_| ()),
+        Cmd::Sandbox(a) => sandbox::run(&a),
+        Cmd::E2e(a) => e2e::run(&a),
     }
 }
