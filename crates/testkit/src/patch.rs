@@ -39,11 +39,25 @@ pub fn merge(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
 }
 
-/// Applies an RFC 6902 JSON patch.
+/// Applies an RFC 6902 JSON patch, atomically.
+///
+/// Like kube-apiserver (evanphx/json-patch), a `test` of `null` succeeds against a missing path:
+/// kube-runtime's finalizer helper relies on it when an object has no finalizers yet.
 pub fn json(target: &mut Value, patch: &Value) -> Result<(), String> {
     let ops: json_patch::Patch =
         serde_json::from_value(patch.clone()).map_err(|e| format!("invalid JSON patch: {e}"))?;
-    json_patch::patch(target, &ops).map_err(|e| e.to_string())
+    let mut patched = target.clone();
+    for op in ops.0 {
+        if let json_patch::PatchOperation::Test(test) = &op
+            && test.value.is_null()
+            && patched.pointer(test.path.as_str()).is_none()
+        {
+            continue;
+        }
+        json_patch::patch(&mut patched, &[op]).map_err(|e| e.to_string())?;
+    }
+    *target = patched;
+    Ok(())
 }
 
 /// How a list field merges in a strategic merge patch.
@@ -355,6 +369,24 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn json_patch_test_of_null_matches_a_missing_path() {
+        let mut obj = json!({"metadata": {"name": "a"}});
+        let patch = json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}
+        ]);
+        json(&mut obj, &patch).unwrap();
+        assert_eq!(obj["metadata"]["finalizers"], json!(["x"]));
+        // Now present: a test of null fails, and nothing of the patch is applied.
+        let again = json!([
+            {"op": "replace", "path": "/metadata/name", "value": "b"},
+            {"op": "test", "path": "/metadata/finalizers", "value": null}
+        ]);
+        assert!(json(&mut obj, &again).is_err());
+        assert_eq!(obj["metadata"]["name"], "a");
+    }
 
     #[test]
     fn strategic_merges_containers_by_name_and_finalizers_as_a_set() {
