@@ -393,11 +393,14 @@ async fn issuer_show_lists_clusters_and_verify_passes() {
         "Federated credential:  idbind".to_owned(),
         format!("\"jwks_uri\": \"{}/openid/v1/jwks\"", azure.issuer()),
         "Clusters:              east (1), west (1)".to_owned(),
-        format!("  east     {}  RS256  unknown", azure.east.signing_key().kid()),
-        "JWKs carry no timestamps".to_owned(),
+        format!("  east     {}  RS256  ", azure.east.signing_key().kid()),
     ] {
         assert!(text.contains(&want), "missing {want:?} in\n{text}");
     }
+    assert!(
+        !text.contains("unknown"),
+        "idbind's publisher stamps every key:\n{text}"
+    );
     let out = run(idbind()
         .args(["issuer", "show", "--identity", &id, "-o", "json"])
         .args(azure.flags()))
@@ -405,7 +408,15 @@ async fn issuer_show_lists_clusters_and_verify_passes() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["clusters"]["east"], 1);
     assert_eq!(json["keys"].as_array().unwrap().len(), 2);
-    assert!(json["keys"][0]["age"].is_null(), "ages are unknown, not guessed");
+    let published = json["keys"][0]["publishedAt"]
+        .as_str()
+        .expect("a publication time");
+    let published: jiff::Timestamp = published.parse().unwrap();
+    assert!(published <= jiff::Timestamp::now(), "{published}");
+    assert!(
+        json["keys"][0]["age"].as_str().is_some_and(|a| a.ends_with('s')),
+        "{json}"
+    );
 
     let out = run(idbind()
         .args(["issuer", "verify", "--identity", &id])

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use idbind_model::{ClientId, IssuerBaseUrl, MAX_JWKS_KEYS, TenantId};
 use serde::{Deserialize, Serialize};
 
-use crate::{ClusterName, Error, Jwk, Result};
+use crate::{ClusterName, Error, Jwk, PUBLISHED_AT_MEMBER, Result};
 
 /// Store path of an identity's discovery document, relative to the issuer base:
 /// `{tenant}/{client}/.well-known/openid-configuration`.
@@ -115,7 +115,17 @@ impl Jwks {
 
     /// This JWKS with `cluster`'s keys replaced by `keys`. Refuses keys of another cluster,
     /// duplicate key ids, and a result of more than [`MAX_JWKS_KEYS`] keys.
-    pub fn with_cluster_keys(&self, cluster: &ClusterName, keys: &[Jwk]) -> Result<Jwks> {
+    ///
+    /// Each key carries [`PUBLISHED_AT_MEMBER`]: the time it first appeared in this JWKS (kept
+    /// when the key is published again, `published_at` for a new key). RFC 7517 §4 requires
+    /// consumers to ignore members they do not understand, so Entra ignores it; operators read it
+    /// to see how old the keys of each cluster are.
+    pub fn with_cluster_keys_at(
+        &self,
+        cluster: &ClusterName,
+        keys: &[Jwk],
+        published_at: i64,
+    ) -> Result<Jwks> {
         let mut seen = BTreeSet::new();
         for key in keys {
             if !cluster.owns_kid(&key.kid) {
@@ -129,7 +139,16 @@ impl Jwks {
             }
         }
         let mut out = self.without_cluster(cluster);
-        out.keys.extend(keys.iter().cloned());
+        out.keys.extend(keys.iter().map(|key| {
+            let mut key = key.clone();
+            let first_seen = self
+                .find(&key.kid)
+                .and_then(Jwk::published_at)
+                .unwrap_or(published_at);
+            key.extra
+                .insert(PUBLISHED_AT_MEMBER.to_owned(), first_seen.into());
+            key
+        }));
         out.keys.sort_by(|a, b| a.kid.cmp(&b.kid));
         if out.keys.len() > MAX_JWKS_KEYS {
             return Err(Error::TooManyKeys {
@@ -138,6 +157,11 @@ impl Jwks {
             });
         }
         Ok(out)
+    }
+
+    /// [`Jwks::with_cluster_keys_at`] stamping new keys with the current time.
+    pub fn with_cluster_keys(&self, cluster: &ClusterName, keys: &[Jwk]) -> Result<Jwks> {
+        self.with_cluster_keys_at(cluster, keys, jiff::Timestamp::now().as_second())
     }
 
     /// This JWKS without any key of `cluster`.
@@ -154,9 +178,15 @@ impl Jwks {
     }
 
     /// Whether `cluster`'s keys in this JWKS are exactly `keys` (ignoring order).
+    /// The [`PUBLISHED_AT_MEMBER`] stamp is not part of the comparison.
     pub fn has_exactly(&self, cluster: &ClusterName, keys: &[Jwk]) -> bool {
-        let mut have: Vec<&Jwk> = self.cluster_keys(cluster).collect();
-        let mut want: Vec<&Jwk> = keys.iter().collect();
+        let unstamped = |k: &Jwk| {
+            let mut k = k.clone();
+            k.extra.remove(PUBLISHED_AT_MEMBER);
+            k
+        };
+        let mut have: Vec<Jwk> = self.cluster_keys(cluster).map(unstamped).collect();
+        let mut want: Vec<Jwk> = keys.iter().map(unstamped).collect();
         have.sort_by(|a, b| a.kid.cmp(&b.kid));
         want.sort_by(|a, b| a.kid.cmp(&b.kid));
         have == want
@@ -271,6 +301,26 @@ mod tests {
         let kids: Vec<_> = removed.keys.iter().map(|k| k.kid.as_str()).collect();
         assert_eq!(kids, ["ab.1"], "removing 'a' must not touch 'ab'");
         assert!(removed.has_exactly(&a, &[]));
+    }
+
+    #[test]
+    fn keys_are_stamped_when_first_published_and_keep_their_stamp() {
+        let a = cluster("a");
+        let first = Jwks::default()
+            .with_cluster_keys_at(&a, &[jwk("a.1")], 1_000)
+            .unwrap();
+        assert_eq!(first.find("a.1").unwrap().published_at(), Some(1_000));
+        // Republished with a rotation: the old key keeps its time, the new one gets the new time.
+        let second = first
+            .with_cluster_keys_at(&a, &[jwk("a.1"), jwk("a.2")], 2_000)
+            .unwrap();
+        assert_eq!(second.find("a.1").unwrap().published_at(), Some(1_000));
+        assert_eq!(second.find("a.2").unwrap().published_at(), Some(2_000));
+        // The stamp is not part of "already published".
+        assert!(second.has_exactly(&a, &[jwk("a.2"), jwk("a.1")]));
+        let json: serde_json::Value = serde_json::from_slice(&second.to_json()).unwrap();
+        assert_eq!(json["keys"][0][PUBLISHED_AT_MEMBER], 1_000);
+        assert_eq!(Jwks::parse(&second.to_json(), "p").unwrap(), second);
     }
 
     #[test]

@@ -113,7 +113,18 @@ pub struct Jwk {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// JWK member holding when a key first appeared in a JWKS (seconds since the Unix epoch), written
+/// by [`crate::Publisher`]. Not a registered JWK parameter; consumers ignore it (RFC 7517 §4).
+pub const PUBLISHED_AT_MEMBER: &str = "idbind_published_at";
+
 impl Jwk {
+    /// When this key was first published ([`PUBLISHED_AT_MEMBER`]), if stamped.
+    pub fn published_at(&self) -> Option<i64> {
+        self.extra
+            .get(PUBLISHED_AT_MEMBER)
+            .and_then(serde_json::Value::as_i64)
+    }
+
     /// An RS256 signing JWK from big-endian modulus and exponent.
     pub fn rsa(kid: impl Into<String>, modulus: &[u8], exponent: &[u8]) -> Self {
         Self {

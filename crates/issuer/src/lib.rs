@@ -49,7 +49,7 @@ pub use assertion::{
 };
 pub use documents::{DiscoveryDocument, Jwks, discovery_path, jwks_path};
 pub use error::{Error, Result};
-pub use keys::{ClusterName, Jwk, SigningKey, kid_cluster};
+pub use keys::{ClusterName, Jwk, PUBLISHED_AT_MEMBER, SigningKey, kid_cluster};
 pub use publisher::{PublishOutcome, Publisher, RetryPolicy, WithdrawOutcome};
 pub use rotation::{
     KeySet, RotationPhase, RotationPolicy, RotationStep, SECRET_CURRENT_KEY, SECRET_NEXT_KEY,

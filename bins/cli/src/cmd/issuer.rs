@@ -1,8 +1,8 @@
 //! `idbind issuer show|verify`.
 //!
-//! Key ages: a JWK has no timestamp member, and idbind publishes none, so `issuer show` reports
-//! the age of a published key as unknown rather than guessing. The ages of one cluster's own keys
-//! are in its signing-key Secret; `idbind doctor` prints them for the cluster it runs against.
+//! Key ages: idbind's publisher stamps every key with the time it first appeared in the JWKS
+//! (the `idbind_published_at` member, which Entra ignores as RFC 7517 requires); `issuer show`
+//! prints the age from it. Keys published by other tools carry no stamp and show as unknown.
 
 use std::collections::BTreeSet;
 
@@ -25,8 +25,8 @@ pub enum IssuerCommand {
     /// publishes.
     #[command(
         after_help = "Examples:\n  idbind issuer show --identity /subscriptions/<sub>/resourceGroups/prod/providers/Microsoft.ManagedIdentity/userAssignedIdentities/payments\n\n\
-        Key ages: JWKs carry no timestamps, so the age of a published key is shown as unknown;\n\
-        `idbind doctor` shows the ages of the keys of the cluster it checks."
+        Key ages come from the time idbind first published each key (JWK member idbind_published_at);\n\
+        keys published by other tools show as unknown."
     )]
     Show(IdentityArgs),
     /// Fetch the issuer documents the way Entra does and report every mismatch with idbind's
@@ -113,6 +113,12 @@ fn key_row(key: &Value) -> (String, String, String) {
     (cluster, kid, alg.to_owned())
 }
 
+/// When idbind first published the key, from its `idbind_published_at` member.
+fn published_at(key: &Value) -> Option<jiff::Timestamp> {
+    let secs = key.get(idbind_issuer::PUBLISHED_AT_MEMBER)?.as_i64()?;
+    jiff::Timestamp::from_second(secs).ok()
+}
+
 async fn show(args: IdentityArgs) -> anyhow::Result<Outcome> {
     let target = target(&args).await?;
     let fetcher = Fetcher::new(args.issuer.issuer_ca_file.as_ref())?;
@@ -151,7 +157,14 @@ async fn show(args: IdentityArgs) -> anyhow::Result<Outcome> {
             .iter()
             .map(|k| {
                 let (cluster, kid, alg) = key_row(k);
-                json!({"kid": kid, "cluster": cluster, "alg": alg, "age": Value::Null})
+                let published = published_at(k);
+                json!({
+                    "kid": kid,
+                    "cluster": cluster,
+                    "alg": alg,
+                    "publishedAt": published.map(|t| t.to_string()),
+                    "age": published.map(crate::duration::age),
+                })
             })
             .collect();
         args.output.print_structured(&json!({
@@ -208,10 +221,10 @@ async fn show(args: IdentityArgs) -> anyhow::Result<Outcome> {
         let mut t = Table::new(["  CLUSTER", "KID", "ALG", "AGE"]);
         for k in &keys {
             let (cluster, kid, alg) = key_row(k);
-            t.row([format!("  {cluster}"), kid, alg, "unknown".to_owned()]);
+            let age = published_at(k).map_or_else(|| "unknown".to_owned(), crate::duration::age);
+            t.row([format!("  {cluster}"), kid, alg, age]);
         }
         t.print();
-        println!("  (JWKs carry no timestamps; `idbind doctor` shows the ages of a cluster's own keys.)");
     }
     Ok(Outcome::Ok)
 }
