@@ -36,16 +36,29 @@ fn stamp_matches(stamp: &Path, contents: &str) -> bool {
 /// Creates the virtualenv and installs the pinned requirements when they changed.
 pub fn ensure_python() -> Result<()> {
     let req_path = root().join(PY_REQUIREMENTS);
-    let req = std::fs::read_to_string(&req_path).with_context(|| format!("reading {}", req_path.display()))?;
+    let req =
+        std::fs::read_to_string(&req_path).with_context(|| format!("reading {}", req_path.display()))?;
     let stamp = venv().join(".requirements.installed");
     if venv_python().exists() && stamp_matches(&stamp, &req) {
         return Ok(());
     }
-    let python = ["python3", "python"].into_iter().find(|p| have(p)).context("python3 is not installed")?;
+    let python = ["python3", "python"]
+        .into_iter()
+        .find(|p| have(p))
+        .context("python3 is not installed")?;
     if !venv_python().exists() {
         run(Command::new(python).args(["-m", "venv"]).arg(venv()))?;
     }
-    run(Command::new(venv_python()).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&req_path))?;
+    run(Command::new(venv_python())
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&req_path))?;
     std::fs::write(&stamp, req)?;
     Ok(())
 }
@@ -53,7 +66,8 @@ pub fn ensure_python() -> Result<()> {
 /// Installs the npm packages from the committed lock file when it changed.
 pub fn ensure_node() -> Result<()> {
     let dir = root().join(JS_DIR);
-    let lock = std::fs::read_to_string(dir.join("package-lock.json")).context("reading tests/js/package-lock.json")?;
+    let lock = std::fs::read_to_string(dir.join("package-lock.json"))
+        .context("reading tests/js/package-lock.json")?;
     let stamp = dir.join("node_modules/.idbind-installed");
     if stamp_matches(&stamp, &lock) {
         return Ok(());
@@ -61,14 +75,20 @@ pub fn ensure_node() -> Result<()> {
     if !have("npm") {
         bail!("npm is not installed; install Node.js 20 (Debian: apt-get install nodejs npm)");
     }
-    run(Command::new("npm").current_dir(&dir).args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]))?;
+    run(Command::new("npm")
+        .current_dir(&dir)
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]))?;
     std::fs::write(&stamp, lock)?;
     Ok(())
 }
 
 /// Installs cargo-deny with `cargo install --locked` when it is missing.
 pub fn ensure_cargo_deny() -> Result<()> {
-    if crate::util::cargo().args(["deny", "--version"]).output().is_ok_and(|o| o.status.success()) {
+    if crate::util::cargo()
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         return Ok(());
     }
     eprintln!("cargo-deny is missing; installing it with `cargo install --locked cargo-deny`");
@@ -102,10 +122,15 @@ pub fn validate_manifests() -> Result<()> {
     let deploy = root().join("deploy");
     let mut files = Vec::new();
     yaml_files(&deploy, &mut files)?;
-    let (invalid, valid): (Vec<_>, Vec<_>) =
-        files.into_iter().partition(|p| p.components().any(|c| c.as_os_str() == "invalid"));
+    let (invalid, valid): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|p| p.components().any(|c| c.as_os_str() == "invalid"));
     if in_ci() || std::env::var_os("IDBIND_VERBOSE").is_some() {
-        eprintln!("validating {} manifests, {} expected to be rejected", valid.len(), invalid.len());
+        eprintln!(
+            "validating {} manifests, {} expected to be rejected",
+            valid.len(),
+            invalid.len()
+        );
     }
     let script = root().join("xtask/validate_manifests.py");
     let mut cmd = Command::new(venv_python());

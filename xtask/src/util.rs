@@ -23,7 +23,9 @@ pub fn cargo() -> Command {
 pub fn run(cmd: &mut Command) -> Result<()> {
     let shown = show(cmd);
     eprintln!("$ {shown}");
-    let status = cmd.status().with_context(|| format!("could not start `{shown}`"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{shown}`"))?;
     if !status.success() {
         bail!("`{shown}` failed with {status}");
     }
@@ -33,9 +35,15 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Runs a command and returns its stdout; fails with its stderr when it fails.
 pub fn output(cmd: &mut Command) -> Result<String> {
     let shown = show(cmd);
-    let out = cmd.output().with_context(|| format!("could not start `{shown}`"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not start `{shown}`"))?;
     if !out.status.success() {
-        bail!("`{shown}` failed with {}:\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "`{shown}` failed with {}:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

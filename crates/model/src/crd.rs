@@ -19,7 +19,13 @@ pub mod condition {
     /// All of the above: pods may exchange tokens for this identity.
     pub const READY: &str = "Ready";
     /// Every condition type, in the order a reconcile establishes them.
-    pub const ALL: [&str; 5] = [IDENTITY_RESOLVED, FEDERATED_CREDENTIAL_READY, ISSUER_PUBLISHED, RBAC_READY, READY];
+    pub const ALL: [&str; 5] = [
+        IDENTITY_RESOLVED,
+        FEDERATED_CREDENTIAL_READY,
+        ISSUER_PUBLISHED,
+        RBAC_READY,
+        READY,
+    ];
 }
 
 /// Binds a user-assigned managed identity to this cluster: idbind publishes this cluster's signing
@@ -75,7 +81,10 @@ pub struct ManagedIdentityRef {
 #[serde(rename_all = "camelCase")]
 pub struct AllowedSubject {
     /// Namespace of the allowed service accounts.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub namespace: String,
     /// One service account in the namespace; all service accounts of the namespace when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,7 +106,10 @@ impl AllowedSubject {
         if let Some(sa) = sa {
             naming::validate_dns_subdomain("service account", sa)?;
         }
-        Ok(Self { namespace: ns.to_owned(), service_account: sa.map(str::to_owned) })
+        Ok(Self {
+            namespace: ns.to_owned(),
+            service_account: sa.map(str::to_owned),
+        })
     }
 
     /// Checks the names in a subject that came from the API.
@@ -170,7 +182,11 @@ impl IdentityBinding {
 
     /// The resolved client id, once the status has one.
     pub fn client_id(&self) -> Option<ClientId> {
-        self.status.as_ref()?.client_id.as_deref().and_then(|c| ClientId::parse(c).ok())
+        self.status
+            .as_ref()?
+            .client_id
+            .as_deref()
+            .and_then(|c| ClientId::parse(c).ok())
     }
 
     /// Looks up a status condition by type.
@@ -180,11 +196,17 @@ impl IdentityBinding {
 
     /// Whether the `Ready` condition is `True` for the current generation.
     pub fn is_ready(&self) -> bool {
-        let current = match (self.metadata.generation, self.status.as_ref().and_then(|s| s.observed_generation)) {
+        let current = match (
+            self.metadata.generation,
+            self.status.as_ref().and_then(|s| s.observed_generation),
+        ) {
             (Some(g), Some(o)) => g == o,
             _ => true,
         };
-        current && self.condition(condition::READY).is_some_and(|c| c.status == "True")
+        current
+            && self
+                .condition(condition::READY)
+                .is_some_and(|c| c.status == "True")
     }
 }
 
@@ -204,17 +226,32 @@ mod tests {
         let v = &crd.spec.versions[0];
         assert_eq!(v.name, "v1alpha1");
         assert!(v.subresources.as_ref().unwrap().status.is_some());
-        let cols: Vec<_> = v.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
+        let cols: Vec<_> = v
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(cols, ["Identity", "Client ID", "Ready", "Issuer", "Age"]);
         let json = serde_json::to_string(&crd).unwrap();
-        assert!(json.contains(r#""rule":"self == oldSelf""#), "immutability rule missing");
+        assert!(
+            json.contains(r#""rule":"self == oldSelf""#),
+            "immutability rule missing"
+        );
         assert!(json.contains("x-kubernetes-list-map-keys"));
     }
 
     #[test]
     fn allowed_subject_parsing() {
         let ns = AllowedSubject::parse("team-a").unwrap();
-        assert_eq!(ns, AllowedSubject { namespace: "team-a".into(), service_account: None });
+        assert_eq!(
+            ns,
+            AllowedSubject {
+                namespace: "team-a".into(),
+                service_account: None
+            }
+        );
         assert_eq!(ns.to_string(), "team-a");
         let sa = AllowedSubject::parse("team-a/app").unwrap();
         assert_eq!(sa.service_account.as_deref(), Some("app"));

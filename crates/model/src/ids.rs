@@ -33,7 +33,10 @@ impl ArmResourceId {
     /// Parses a resource ID. Leading and trailing whitespace and one trailing `/` are rejected,
     /// because an ID that does not round-trip is a bug waiting in a FIC subject.
     pub fn parse(input: &str) -> Result<Self, Error> {
-        let err = |reason: String| Error::InvalidResourceId { input: input.to_owned(), reason };
+        let err = |reason: String| Error::InvalidResourceId {
+            input: input.to_owned(),
+            reason,
+        };
         if input.trim() != input {
             return Err(err("it has leading or trailing whitespace".into()));
         }
@@ -45,21 +48,32 @@ impl ArmResourceId {
             .ok_or_else(|| err("it must start with '/subscriptions/'".into()))?;
         let segments: Vec<&str> = rest.split('/').collect();
         if segments.iter().any(|s| s.is_empty()) {
-            return Err(err("it has an empty path segment (a doubled or trailing '/')".into()));
+            return Err(err(
+                "it has an empty path segment (a doubled or trailing '/')".into()
+            ));
         }
         let expect = |index: usize, name: &str| -> Result<(), Error> {
             match segments.get(index) {
                 Some(s) if s.eq_ignore_ascii_case(name) => Ok(()),
-                Some(s) => Err(err(format!("expected '{name}' at segment {}, found '{s}'", index + 1))),
+                Some(s) => Err(err(format!(
+                    "expected '{name}' at segment {}, found '{s}'",
+                    index + 1
+                ))),
                 None => Err(err(format!("it ends before '{name}'"))),
             }
         };
         expect(0, "subscriptions")?;
-        let subscription = segments.get(1).ok_or_else(|| err("it has no subscription id".into()))?;
+        let subscription = segments
+            .get(1)
+            .ok_or_else(|| err("it has no subscription id".into()))?;
         expect(2, "resourceGroups")?;
-        let resource_group = segments.get(3).ok_or_else(|| err("it has no resource group name".into()))?;
+        let resource_group = segments
+            .get(3)
+            .ok_or_else(|| err("it has no resource group name".into()))?;
         expect(4, "providers")?;
-        let provider = segments.get(5).ok_or_else(|| err("it has no resource provider namespace".into()))?;
+        let provider = segments
+            .get(5)
+            .ok_or_else(|| err("it has no resource provider namespace".into()))?;
         let tail = &segments[6.min(segments.len())..];
         if tail.is_empty() {
             return Err(err("it names no resource type and name after the provider".into()));
@@ -70,7 +84,10 @@ impl ArmResourceId {
                 tail[tail.len() - 1]
             )));
         }
-        let types = tail.chunks(2).map(|pair| (pair[0].to_owned(), pair[1].to_owned())).collect();
+        let types = tail
+            .chunks(2)
+            .map(|pair| (pair[0].to_owned(), pair[1].to_owned()))
+            .collect();
         Ok(Self {
             raw: input.to_owned(),
             subscription: (*subscription).to_owned(),
@@ -374,7 +391,10 @@ mod tests {
         assert_eq!(id.subscription(), "00000000-0000-0000-0000-000000000001");
         assert_eq!(id.resource_group(), "rg-1");
         assert_eq!(id.provider(), "Microsoft.ManagedIdentity");
-        assert_eq!(id.resource_type(), "Microsoft.ManagedIdentity/userAssignedIdentities");
+        assert_eq!(
+            id.resource_type(),
+            "Microsoft.ManagedIdentity/userAssignedIdentities"
+        );
         assert_eq!(id.name(), "id-1");
         assert!(id.parent().is_none());
         let json = serde_json::to_string(&id).unwrap();
@@ -416,17 +436,41 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("", "it is empty"),
             (" /subscriptions/s", "whitespace"),
-            ("subscriptions/s/resourceGroups/r", "must start with '/subscriptions/'"),
-            ("/subscription/s/resourceGroups/r/providers/P/t/n", "expected 'subscriptions'"),
+            (
+                "subscriptions/s/resourceGroups/r",
+                "must start with '/subscriptions/'",
+            ),
+            (
+                "/subscription/s/resourceGroups/r/providers/P/t/n",
+                "expected 'subscriptions'",
+            ),
             ("/subscriptions", "no subscription id"),
-            ("/subscriptions/s/resourceGroup/r/providers/P/t/n", "expected 'resourceGroups'"),
+            (
+                "/subscriptions/s/resourceGroup/r/providers/P/t/n",
+                "expected 'resourceGroups'",
+            ),
             ("/subscriptions/s/resourceGroups", "no resource group name"),
-            ("/subscriptions/s/resourceGroups/r/provider/P/t/n", "expected 'providers'"),
-            ("/subscriptions/s/resourceGroups/r/providers", "no resource provider namespace"),
-            ("/subscriptions/s/resourceGroups/r/providers/P", "names no resource type"),
+            (
+                "/subscriptions/s/resourceGroups/r/provider/P/t/n",
+                "expected 'providers'",
+            ),
+            (
+                "/subscriptions/s/resourceGroups/r/providers",
+                "no resource provider namespace",
+            ),
+            (
+                "/subscriptions/s/resourceGroups/r/providers/P",
+                "names no resource type",
+            ),
             ("/subscriptions/s/resourceGroups/r/providers/P/t", "has no name"),
-            ("/subscriptions/s/resourceGroups/r/providers/P/t/n/", "empty path segment"),
-            ("/subscriptions//resourceGroups/r/providers/P/t/n", "empty path segment"),
+            (
+                "/subscriptions/s/resourceGroups/r/providers/P/t/n/",
+                "empty path segment",
+            ),
+            (
+                "/subscriptions//resourceGroups/r/providers/P/t/n",
+                "empty path segment",
+            ),
         ];
         for (input, want) in cases {
             let err = ArmResourceId::parse(input).unwrap_err().to_string();

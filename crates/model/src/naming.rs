@@ -86,7 +86,10 @@ pub struct IssuerBaseUrl(String);
 impl IssuerBaseUrl {
     /// Parses and normalises a base URL.
     pub fn parse(input: &str) -> Result<Self, Error> {
-        let err = |reason: &str| Error::InvalidIssuerUrl { input: input.to_owned(), reason: reason.to_owned() };
+        let err = |reason: &str| Error::InvalidIssuerUrl {
+            input: input.to_owned(),
+            reason: reason.to_owned(),
+        };
         let url = url::Url::parse(input.trim()).map_err(|e| err(&format!("it is not a URL ({e})")))?;
         let loopback = match url.host() {
             Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -166,7 +169,10 @@ pub fn jwks_url(issuer: &str) -> String {
 /// Checks a federated identity credential name as Entra does: 3–120 characters, alphanumeric,
 /// `-` or `_`, first character alphanumeric.
 pub fn validate_fic_name(name: &str) -> Result<(), Error> {
-    let err = |reason: &str| Error::InvalidFicName { input: name.to_owned(), reason: reason.to_owned() };
+    let err = |reason: &str| Error::InvalidFicName {
+        input: name.to_owned(),
+        reason: reason.to_owned(),
+    };
     if !(3..=120).contains(&name.len()) {
         return Err(err("it must be 3 to 120 characters long"));
     }
@@ -220,11 +226,18 @@ impl FicSpec {
 /// Checks a Kubernetes DNS-1123 label (namespace names): lower-case alphanumerics and `-`,
 /// starting and ending alphanumeric, at most 63 characters.
 pub fn validate_dns_label(what: &'static str, input: &str) -> Result<(), Error> {
-    let err = |reason: &str| Error::InvalidName { what, input: input.to_owned(), reason: reason.to_owned() };
+    let err = |reason: &str| Error::InvalidName {
+        what,
+        input: input.to_owned(),
+        reason: reason.to_owned(),
+    };
     if input.is_empty() || input.len() > 63 {
         return Err(err("it must be 1 to 63 characters long"));
     }
-    if !input.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+    if !input
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
         return Err(err("only lower-case letters, digits and '-' are allowed"));
     }
     if input.starts_with('-') || input.ends_with('-') {
@@ -236,7 +249,11 @@ pub fn validate_dns_label(what: &'static str, input: &str) -> Result<(), Error> 
 /// Checks a Kubernetes DNS-1123 subdomain (service account names): dot-separated labels, at most
 /// 253 characters.
 pub fn validate_dns_subdomain(what: &'static str, input: &str) -> Result<(), Error> {
-    let err = |reason: &str| Error::InvalidName { what, input: input.to_owned(), reason: reason.to_owned() };
+    let err = |reason: &str| Error::InvalidName {
+        what,
+        input: input.to_owned(),
+        reason: reason.to_owned(),
+    };
     if input.is_empty() || input.len() > 253 {
         return Err(err("it must be 1 to 253 characters long"));
     }
@@ -265,7 +282,11 @@ mod tests {
     #[test]
     fn issuer_base_trailing_slashes_are_removed_once() {
         let (_, t, c) = ids();
-        for input in ["https://issuer.example.com/ib", "https://issuer.example.com/ib/", "https://issuer.example.com/ib//"] {
+        for input in [
+            "https://issuer.example.com/ib",
+            "https://issuer.example.com/ib/",
+            "https://issuer.example.com/ib//",
+        ] {
             let base = IssuerBaseUrl::parse(input).unwrap();
             assert_eq!(base.as_str(), "https://issuer.example.com/ib");
             assert_eq!(
@@ -275,8 +296,14 @@ mod tests {
         }
         let root = IssuerBaseUrl::parse("https://issuer.example.com/").unwrap();
         assert_eq!(root.as_str(), "https://issuer.example.com");
-        assert_eq!(IssuerBaseUrl::parse("http://127.0.0.1:8080/x").unwrap().as_str(), "http://127.0.0.1:8080/x");
-        assert_eq!(IssuerBaseUrl::parse("http://localhost:1").unwrap().as_str(), "http://localhost:1");
+        assert_eq!(
+            IssuerBaseUrl::parse("http://127.0.0.1:8080/x").unwrap().as_str(),
+            "http://127.0.0.1:8080/x"
+        );
+        assert_eq!(
+            IssuerBaseUrl::parse("http://localhost:1").unwrap().as_str(),
+            "http://localhost:1"
+        );
     }
 
     #[test]
@@ -317,7 +344,12 @@ mod tests {
         for ok in ["idbind", "aks-identity-binding", "a_b", "A1-", &"a".repeat(120)] {
             validate_fic_name(ok).unwrap();
         }
-        for (bad, want) in [("ab", "3 to 120"), (&*"a".repeat(121), "3 to 120"), ("-ab", "first character"), ("a.b", "only letters")] {
+        for (bad, want) in [
+            ("ab", "3 to 120"),
+            (&*"a".repeat(121), "3 to 120"),
+            ("-ab", "first character"),
+            ("a.b", "only letters"),
+        ] {
             let err = validate_fic_name(bad).unwrap_err().to_string();
             assert!(err.contains(want), "{bad}: {err}");
         }
@@ -326,8 +358,14 @@ mod tests {
     #[test]
     fn rbac_names_and_urls() {
         let (_, _, c) = ids();
-        assert_eq!(rbac_object_name(&c), "use-mi-22222222-2222-2222-2222-222222222222");
-        assert_eq!(discovery_url("https://i/x"), "https://i/x/.well-known/openid-configuration");
+        assert_eq!(
+            rbac_object_name(&c),
+            "use-mi-22222222-2222-2222-2222-222222222222"
+        );
+        assert_eq!(
+            discovery_url("https://i/x"),
+            "https://i/x/.well-known/openid-configuration"
+        );
         assert_eq!(jwks_url("https://i/x"), "https://i/x/openid/v1/jwks");
     }
 

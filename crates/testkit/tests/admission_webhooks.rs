@@ -167,7 +167,7 @@ fn injector() -> Respond {
     })
 }
 
-fn pod(labels: Value) -> Value {
+fn pod(labels: &Value) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -177,7 +177,7 @@ fn pod(labels: Value) -> Value {
 }
 
 fn opted_in_pod() -> Value {
-    pod(json!({ "azure.workload.identity/use": "true" }))
+    pod(&json!({ "azure.workload.identity/use": "true" }))
 }
 
 fn pod_create(object: Value) -> AdmissionAttributes {
@@ -464,14 +464,14 @@ async fn object_namespace_and_rule_misses_do_not_call_the_webhook() {
         "wi",
         vec![webhook("m.example.com", server.url("/m"), &server.ca_pem)],
     )];
-    let plain = pod(json!({ "app": "web" }));
+    let plain = pod(&json!({ "app": "web" }));
     let admitted = admission
         .admit(&pod_create(plain.clone()), &configs, Some(&labels))
         .await
         .unwrap();
     assert_eq!(admitted.object.unwrap(), plain);
     assert!(admitted.called.is_empty());
-    let opted_out = pod(json!({ "azure.workload.identity/use": "false" }));
+    let opted_out = pod(&json!({ "azure.workload.identity/use": "false" }));
     admission
         .admit(&pod_create(opted_out), &configs, Some(&labels))
         .await
@@ -918,7 +918,7 @@ mod through_the_api {
 
         // Not opted in: stored as sent, the webhook is not called.
         let plain = create_pod(&client, {
-            let mut p = pod(json!({"app": "x"}));
+            let mut p = pod(&json!({"app": "x"}));
             p["metadata"]["name"] = json!("plain");
             p
         })

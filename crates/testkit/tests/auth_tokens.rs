@@ -642,7 +642,7 @@ fn a_token_signed_by_another_key_with_the_same_claims_is_rejected() {
     );
 
     // A genuine signature over other claims (tampered payload) fails too.
-    let mut tampered_claims = claims.clone();
+    let mut tampered_claims = claims;
     tampered_claims["sub"] = json!("system:serviceaccount:kube-system:admin");
     let parts: Vec<&str> = token.split('.').collect();
     let tampered = format!("{}.{}.{}", parts[0], encode_part(&tampered_claims), parts[2]);
@@ -691,7 +691,7 @@ fn unsigned_hmac_malformed_and_foreign_issuer_tokens_are_not_recognized() {
         TokenError::NotRecognized
     );
 
-    let mut other_issuer = claims.clone();
+    let mut other_issuer = claims;
     other_issuer["iss"] = json!("https://elsewhere.example");
     let foreign = ServiceAccountIssuer::new("https://elsewhere.example")
         .unwrap()
