@@ -17,10 +17,16 @@ pub struct Artefact {
 
 /// Every generated artefact.
 pub fn artefacts() -> Result<Vec<Artefact>> {
-    Ok(vec![Artefact {
+    let mut all = vec![Artefact {
         path: "deploy/crds/identitybindings.idbind.dev.yaml".into(),
         contents: format!("{HEADER}{}", to_yaml(&idbind_model::IdentityBinding::crd())?),
-    }])
+    }];
+    all.extend(crate::manifests::artefacts()?);
+    all.push(Artefact {
+        path: "docs/cli.md".into(),
+        contents: crate::cli_docs::render(),
+    });
+    Ok(all)
 }
 
 /// Serializes a value as one YAML document.
@@ -49,7 +55,10 @@ pub fn run(check: bool) -> Result<()> {
         }
     }
     if !stale.is_empty() {
-        bail!("generated files are stale, run `cargo xtask codegen`:\n  {}", stale.join("\n  "));
+        bail!(
+            "generated files are stale, run `cargo xtask codegen`:\n  {}",
+            stale.join("\n  ")
+        );
     }
     if check {
         eprintln!("generated files are up to date");
