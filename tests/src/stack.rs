@@ -161,6 +161,7 @@ pub struct Stack {
     ca: CertificateAuthority,
     sni: String,
     identity: IdentityInfo,
+    fic: FicSpec,
     binding: String,
     proxy_kubeconfig: PathBuf,
     external_proxy: OnceLock<SocketAddr>,
@@ -306,6 +307,7 @@ impl Stack {
             ca,
             sni,
             identity,
+            fic,
             binding,
             proxy_kubeconfig,
             external_proxy: OnceLock::new(),
@@ -434,6 +436,11 @@ impl Stack {
     /// The bound identity's tenant.
     pub fn tenant_id(&self) -> TenantId {
         self.identity.tenant_id
+    }
+
+    /// The identity's federated credential: the issuer and subject assertions must carry.
+    pub fn fic(&self) -> &FicSpec {
+        &self.fic
     }
 
     /// The IdentityBinding's name.

@@ -27,6 +27,8 @@ pub enum Step {
     Nextest,
     /// Documentation examples (`cargo test --doc`), which nextest does not run.
     Doctest,
+    /// `cargo xtask e2e` (two clusters as real processes), then `cargo xtask sandbox --check`.
+    E2e,
 }
 
 /// Arguments of `cargo xtask test`.
@@ -46,10 +48,14 @@ pub struct TestArgs {
 pub fn run_step(step: Step, args: &TestArgs) -> Result<()> {
     match step {
         Step::Fmt => util::run(cargo().args(["fmt", "--all", "--check"])),
-        Step::Clippy => util::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
+        Step::Clippy => {
+            util::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+        }
         Step::Deny => {
             tools::ensure_cargo_deny()?;
-            eprintln!("note: `cargo deny check advisories` is not run: its RustSec database cannot be fetched on this network");
+            eprintln!(
+                "note: `cargo deny check advisories` is not run: its RustSec database cannot be fetched on this network"
+            );
             util::run(cargo().args(["deny", "check", "licenses", "bans", "sources"]))
         }
         Step::Codegen => codegen::run(true),
@@ -57,11 +63,13 @@ pub fn run_step(step: Step, args: &TestArgs) -> Result<()> {
         Step::Manifests => tools::validate_manifests(),
         Step::Nextest => {
             let mut cmd = cargo();
-            cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(&args.nextest_args);
+            cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"])
+                .args(&args.nextest_args);
             tools::export_env(&mut cmd);
             util::run(&mut cmd)
         }
         Step::Doctest => util::run(cargo().args(["test", "--workspace", "--doc", "--quiet"])),
+        Step::E2e => crate::e2e::test_step(),
     }
 }
 

@@ -81,6 +81,8 @@ async fn sandbox(args: &SandboxArgs, dir: &Path) -> Result<()> {
     let logs = dir.join("logs");
     progress("building the binaries (cargo build)");
     let binaries = tokio::task::block_in_place(Binaries::build)?;
+    let build = started.elapsed();
+    let started = Instant::now();
 
     let mut azure = step(
         "starting the Azure emulator (Entra + ARM)",
@@ -131,6 +133,7 @@ async fn sandbox(args: &SandboxArgs, dir: &Path) -> Result<()> {
                 demo: &demo,
                 running: !(args.once || args.check),
                 started,
+                build,
             });
             std::fs::write(dir.join("report.txt"), &text).ok();
             println!("{text}");
@@ -368,5 +371,30 @@ async fn wait_for_stop(cluster: &mut Cluster, azure: &mut AzureEmulator) -> Resu
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_token_must_be_the_identitys() {
+        let identity = Identity {
+            resource_id: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id".into(),
+            client_id: "c".into(),
+            principal_id: "p".into(),
+            tenant_id: "t".into(),
+        };
+        let mut claims = serde_json::json!({
+            "appid": "c", "oid": "p", "tid": "t",
+            "xms_mirid": "/subscriptions/s/resourcegroups/rg/providers/microsoft.managedidentity/userassignedidentities/id",
+        });
+        check_claims(&claims, &identity).unwrap();
+        claims["oid"] = "someone-else".into();
+        let err = check_claims(&claims, &identity).unwrap_err().to_string();
+        assert!(err.contains("oid"), "{err}");
     }
 }

@@ -27,8 +27,10 @@ pub struct Facts<'a> {
     pub demo: &'a Demo,
     /// Whether the sandbox keeps running after the report.
     pub running: bool,
-    /// When the command started.
+    /// When the processes started (after the build).
     pub started: Instant,
+    /// How long the build took.
+    pub build: std::time::Duration,
 }
 
 /// `path` relative to the current directory when it is below it, else absolute.
@@ -95,8 +97,9 @@ pub fn render(f: &Facts<'_>) -> String {
     let issuer = status.oidc_issuer_url.unwrap_or_default();
     let _ = writeln!(
         o,
-        "\nidbind sandbox — up in {:.0}s\n",
-        f.started.elapsed().as_secs_f32()
+        "\nidbind sandbox — up in {:.1}s (after a {:.0}s build)\n",
+        f.started.elapsed().as_secs_f32(),
+        f.build.as_secs_f32()
     );
 
     let _ = writeln!(o, "Processes (logs: {})", shown(&f.dir.join("logs")));
@@ -247,4 +250,38 @@ pub fn render(f: &Facts<'_>) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn env_sh_exports_the_variables_shell_quoted() {
+        let env = PodEnv(
+            [
+                ("AZURE_CLIENT_ID", "c"),
+                ("AZURE_FEDERATED_TOKEN_FILE", "/tmp/it's here"),
+                ("OTHER", "o"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        );
+        let text = env_sh(&env, "apps/workload");
+        assert!(text.contains("export AZURE_CLIENT_ID='c'\n"), "{text}");
+        assert!(
+            text.contains(r"export AZURE_FEDERATED_TOKEN_FILE='/tmp/it'\''s here'"),
+            "{text}"
+        );
+        assert!(!text.contains("OTHER"), "{text}");
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("{text}\nprintf %s \"$AZURE_FEDERATED_TOKEN_FILE\""))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "/tmp/it's here");
+    }
 }

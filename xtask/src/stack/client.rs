@@ -279,3 +279,50 @@ pub fn verify_signature(token: &str, jwks: &serde_json::Value) -> Result<String>
         .with_context(|| format!("verifying the token's signature with key {kid}"))?;
     Ok(kid)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn claims_are_decoded_from_base64url_without_padding() {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"appid":"a?b>","exp":5}"#);
+        let claims = claims(&format!("eyJhbGciOiJub25lIn0.{payload}.sig")).unwrap();
+        assert_eq!(claims["appid"], "a?b>");
+        assert!(super::claims("not-a-jwt").is_err());
+        assert!(super::claims("a.!!!.c").is_err());
+    }
+
+    #[test]
+    fn a_pod_env_needs_every_injected_variable() {
+        let mut env: Vec<(String, String)> = AZURE_VARS
+            .iter()
+            .map(|v| ((*v).to_owned(), "x".to_owned()))
+            .collect();
+        env.push(("PATH".into(), "/bin".into()));
+        let pod = PodEnv::from_container(&env).unwrap();
+        assert_eq!(pod.0.len(), AZURE_VARS.len());
+        env.retain(|(k, _)| k != "AZURE_KUBERNETES_SNI_NAME" && k != "AZURE_TENANT_ID");
+        let err = PodEnv::from_container(&env).unwrap_err().to_string();
+        assert!(
+            err.contains("AZURE_TENANT_ID, AZURE_KUBERNETES_SNI_NAME"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sensitive_values_do_not_show_in_debug() {
+        let outcome = TokenOutcome::Token {
+            claims: serde_json::json!({}),
+            expires_in: 1,
+            token: Sensitive("eyJ.secret.sig".into()),
+        };
+        assert!(!format!("{outcome:?}").contains("secret"));
+        assert_eq!(
+            redact(&serde_json::json!({"access_token": "t", "x": 1}))["access_token"],
+            "<redacted>"
+        );
+    }
+}

@@ -562,7 +562,7 @@ async fn service_account_token(
         .ok_or_else(|| anyhow!("the TokenRequest for {namespace}/{sa} returned no expirationTimestamp"))?;
     let lifetime = (expires.0 - jiff::Timestamp::now()).get_seconds().max(0);
     let lifetime = Duration::from_secs(u64::try_from(lifetime).unwrap_or(0));
-    let refresh_at = issued_at + lifetime.mul_f64(0.8);
+    let refresh_at = issued_at + refresh_after(lifetime);
     tokens.insert(
         key,
         IssuedToken {
@@ -571,6 +571,11 @@ async fn service_account_token(
         },
     );
     Ok(token)
+}
+
+/// When kubelet requests a projected token again: at 80 % of its lifetime, and at least daily.
+fn refresh_after(lifetime: Duration) -> Duration {
+    lifetime.mul_f64(0.8).min(Duration::from_secs(24 * 3600))
 }
 
 impl MountedPod {
@@ -659,5 +664,162 @@ impl MountedPod {
             out.push((var.name.clone(), value));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A pod as the idbind webhook leaves it (abridged).
+    fn mutated_pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "workload", "namespace": "apps", "uid": "u1"},
+            "spec": {
+                "serviceAccountName": "workload",
+                "containers": [{
+                    "name": "app",
+                    "env": [
+                        {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/var/run/secrets/azure/wi/token/azure-identity-token"},
+                        {"name": "AZURE_KUBERNETES_CA_FILE", "value": "/var/run/secrets/azure/wi/ca-cert/ca.crt"},
+                        {"name": "AZURE_KUBERNETES_TOKEN_PROXY", "value": "https://idbind-proxy.idbind.svc"},
+                        {"name": "AZURE_AUTHORITY_HOST", "value": "https://login.microsoftonline.com/"},
+                        {"name": "OTHER_URL", "value": "https://idbind-proxy.idbind.svc:8443/x"},
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "NOT_A_MOUNT", "value": "/var/run/secrets/azure/wizard"}
+                    ],
+                    "volumeMounts": [
+                        {"name": "wi", "mountPath": "/var/run/secrets/azure/wi", "readOnly": true},
+                        {"name": "sub", "mountPath": "/etc/sub", "subPath": "inner"}
+                    ]
+                }],
+                "volumes": [{"name": "wi"}, {"name": "sub"}]
+            }
+        }))
+        .unwrap()
+    }
+
+    fn mounted(services: Services) -> MountedPod {
+        MountedPod {
+            pod: mutated_pod(),
+            volumes: BTreeMap::from([
+                (
+                    "wi".to_owned(),
+                    PathBuf::from("/host/pods/apps/workload/volumes/wi"),
+                ),
+                ("sub".to_owned(), PathBuf::from("/host/sub")),
+            ]),
+            services: Arc::new(Mutex::new(services)),
+        }
+    }
+
+    #[test]
+    fn env_paths_and_service_urls_are_rewritten_for_this_host() {
+        let addr: SocketAddr = "127.0.0.1:43893".parse().unwrap();
+        let pod = mounted(HashMap::from([(
+            ("idbind-proxy.idbind.svc".to_owned(), 443),
+            addr,
+        )]));
+        let env: BTreeMap<String, String> = pod.env("app").unwrap().into_iter().collect();
+        assert_eq!(
+            env["AZURE_FEDERATED_TOKEN_FILE"],
+            "/host/pods/apps/workload/volumes/wi/token/azure-identity-token"
+        );
+        assert_eq!(
+            env["AZURE_KUBERNETES_CA_FILE"],
+            "/host/pods/apps/workload/volumes/wi/ca-cert/ca.crt"
+        );
+        // No trailing slash added: SDKs join paths onto it.
+        assert_eq!(env["AZURE_KUBERNETES_TOKEN_PROXY"], "https://127.0.0.1:43893");
+        // Unknown hosts and other ports are left alone.
+        assert_eq!(env["AZURE_AUTHORITY_HOST"], "https://login.microsoftonline.com/");
+        assert_eq!(env["OTHER_URL"], "https://idbind-proxy.idbind.svc:8443/x");
+        assert_eq!(env["POD_NAME"], "workload");
+        // A sibling of a mount path is not under it.
+        assert_eq!(env["NOT_A_MOUNT"], "/var/run/secrets/azure/wizard");
+    }
+
+    #[test]
+    fn host_paths_follow_mounts_and_sub_paths() {
+        let pod = mounted(HashMap::new());
+        assert_eq!(
+            pod.host_path("app", "/etc/sub/file").unwrap(),
+            PathBuf::from("/host/sub/inner/file")
+        );
+        assert_eq!(
+            pod.host_path("app", "/var/run/secrets/azure/wi").unwrap(),
+            PathBuf::from("/host/pods/apps/workload/volumes/wi")
+        );
+        assert!(pod.host_path("app", "/etc/other").is_err());
+        assert!(pod.host_path("nope", "/etc/sub").is_err());
+    }
+
+    #[test]
+    fn tokens_are_refreshed_at_80_percent_of_their_lifetime_and_at_least_daily() {
+        assert_eq!(
+            refresh_after(Duration::from_secs(3600)),
+            Duration::from_secs(2880)
+        );
+        assert_eq!(
+            refresh_after(Duration::from_secs(7 * 86_400)),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(refresh_after(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn items_select_and_rename_keys_and_modes() {
+        let data = BTreeMap::from([
+            ("ca.crt".to_owned(), b"PEM".to_vec()),
+            ("other".to_owned(), b"x".to_vec()),
+        ]);
+        let mut payload = Payload::new();
+        let items = [KeyToPath {
+            key: "ca.crt".into(),
+            path: "ca-cert/ca.crt".into(),
+            mode: Some(0o400),
+            ..Default::default()
+        }];
+        select(
+            data.clone(),
+            Some(&items),
+            0o644,
+            "ConfigMap apps/x",
+            &mut payload,
+        )
+        .unwrap();
+        assert_eq!(payload.len(), 1);
+        assert_eq!(
+            payload["ca-cert/ca.crt"],
+            FileData {
+                data: b"PEM".to_vec(),
+                mode: 0o400
+            }
+        );
+
+        let mut all = Payload::new();
+        select(data.clone(), None, 0o600, "ConfigMap apps/x", &mut all).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all["other"].mode, 0o600);
+
+        let missing = [KeyToPath {
+            key: "nope".into(),
+            path: "p".into(),
+            ..Default::default()
+        }];
+        let err = select(
+            data,
+            Some(&missing),
+            0o644,
+            "ConfigMap apps/x",
+            &mut Payload::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("ConfigMap apps/x has no key \"nope\""),
+            "{err}"
+        );
     }
 }

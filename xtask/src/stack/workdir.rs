@@ -144,3 +144,39 @@ fn stop_previous(dir: &Path, command: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn only_empty_or_marked_directories_are_wiped() {
+        let dir = std::env::temp_dir().join(format!("idbind-workdir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("precious.txt"), "keep").unwrap();
+        let err = prepare(&dir, "sandbox").unwrap_err().to_string();
+        assert!(err.contains("was not made by `cargo xtask sandbox`"), "{err}");
+        assert!(dir.join("precious.txt").exists());
+
+        std::fs::remove_file(dir.join("precious.txt")).unwrap();
+        prepare(&dir, "sandbox").unwrap();
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        std::fs::write(dir.join("logs/old.log"), "old").unwrap();
+        // A record of processes that are gone is ignored.
+        std::fs::write(
+            dir.join(PIDS),
+            r#"[{"name":"x","pid":999999999,"exe":"/nonexistent"}]"#,
+        )
+        .unwrap();
+        prepare(&dir, "sandbox").unwrap();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from(MARKER)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
