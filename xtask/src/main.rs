@@ -3,8 +3,14 @@
 //! See `cargo xtask --help`. The two commands a newcomer needs are `cargo xtask sandbox` and
 //! `cargo xtask test`.
 
+mod bench;
+mod bench_controller;
+mod bench_proxy;
+mod cli_docs;
 mod codegen;
 mod e2e;
+mod e2e_kind;
+mod manifests;
 mod sandbox;
 mod stack;
 mod test;
@@ -40,6 +46,21 @@ enum Cmd {
     Sandbox(sandbox::SandboxArgs),
     /// The mission end to end as real processes: one Azure emulator, two clusters, one identity.
     E2e(e2e::E2eArgs),
+    /// Benchmarks: run the real binaries against the emulators and print figures (no assertions).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// 2,000 IdentityBindings over 200 identities through the controller: time to Ready, ARM and
+    /// issuer writes, peak RSS.
+    Controller(bench_controller::BenchControllerArgs),
+    /// The token proxy: cached-path requests/s and latency next to nginx, cold-path overhead,
+    /// memory with 10,000 cached tokens.
+    Proxy(bench_proxy::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +72,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::Tools => tools::install_all().map(|_| ()),
         Cmd::Sandbox(a) => sandbox::run(&a),
         Cmd::E2e(a) => e2e::run(&a),
+        Cmd::Bench { which } => match which {
+            BenchCmd::Controller(a) => bench_controller::run(&a),
+            BenchCmd::Proxy(a) => bench_proxy::run(&a),
+        },
     }
 }

@@ -1,0 +1,3 @@
+//! Helpers shared by the `cargo xtask bench` commands.
+
+pub mod process;
