@@ -326,7 +326,7 @@ async fn apply(binding: &IdentityBinding, ctx: &Context) -> Result<Action> {
         }
     }
     let key = binding.uid().unwrap_or_else(|| name.clone());
-    ctx.track_ready(&key, Some(outcome.is_ready()));
+    ctx.track_ready(&key, Some(crate::status::is_ready(&status)));
     match outcome.first_failure() {
         None => Ok(Action::requeue(ctx.settings.resync)),
         Some((type_, step)) => Err(Error::NotReady {

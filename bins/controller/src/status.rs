@@ -189,8 +189,18 @@ pub fn compute_status(
             .federated_credential
             .clone_from(&facts.federated_credential);
     }
+    // A binding that was Ready for this generation stays Ready through a transient failure: the
+    // FIC and the published keys it relied on are still in place, and the proxy serves only Ready
+    // bindings, so flipping it would turn an ARM or issuer-store blip into failed token requests.
+    let hold = outcome
+        .first_failure()
+        .filter(|(_, step)| is_transient(&step.reason))
+        .filter(|_| was_ready_at(previous, generation));
     status.observed_generation = generation;
     for (type_, step) in outcome.steps() {
+        if hold.is_some() && step.reason == reason::WAITING_FOR_IDENTITY {
+            continue;
+        }
         set_condition(
             &mut status.conditions,
             type_,
@@ -202,6 +212,22 @@ pub fn compute_status(
         );
     }
     let ready = ready_message(&status);
+    if let Some((type_, step)) = hold {
+        set_condition(
+            &mut status.conditions,
+            condition::READY,
+            true,
+            reason::BOUND,
+            format!(
+                "{ready}; the last reconcile failed transiently and is retried ({type_}: {})",
+                step.message
+            ),
+            generation,
+            now,
+        );
+        sort_conditions(&mut status.conditions);
+        return status;
+    }
     match outcome.first_failure() {
         None => set_condition(
             &mut status.conditions,
@@ -222,13 +248,44 @@ pub fn compute_status(
             now,
         ),
     }
-    status.conditions.sort_by_key(|c| {
+    sort_conditions(&mut status.conditions);
+    status
+}
+
+/// Whether a failure with this reason is expected to go away on its own (the controller retries).
+pub fn is_transient(reason: &str) -> bool {
+    [
+        reason::ARM_UNAVAILABLE,
+        reason::ISSUER_STORE_UNAVAILABLE,
+        reason::KUBERNETES_API_ERROR,
+    ]
+    .contains(&reason)
+}
+
+/// Whether the status says Ready for this generation.
+fn was_ready_at(previous: Option<&IdentityBindingStatus>, generation: Option<i64>) -> bool {
+    previous.is_some_and(|p| {
+        p.conditions
+            .iter()
+            .any(|c| c.type_ == condition::READY && c.status == "True" && c.observed_generation == generation)
+    })
+}
+
+/// Whether the status says Ready.
+pub fn is_ready(status: &IdentityBindingStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == condition::READY && c.status == "True")
+}
+
+fn sort_conditions(conditions: &mut [Condition]) {
+    conditions.sort_by_key(|c| {
         condition::ALL
             .iter()
             .position(|t| *t == c.type_)
             .unwrap_or(usize::MAX)
     });
-    status
 }
 
 fn ready_message(status: &IdentityBindingStatus) -> String {
@@ -331,5 +388,69 @@ mod tests {
         let types: Vec<_> = changed.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, ["IdentityResolved", "FederatedCredentialReady", "Ready"]);
         assert!(transitions(&second.conditions, &second.conditions).is_empty());
+    }
+
+    #[test]
+    fn a_ready_binding_stays_ready_through_a_transient_failure_of_the_same_generation() {
+        let first = compute_status(None, &Facts::default(), &all_ok(), Some(1), t(10));
+        let mut outage = all_ok();
+        outage.identity = StepResult::failed(reason::ARM_UNAVAILABLE, "ARM is unavailable");
+        outage.federated_credential = StepResult::waiting();
+        outage.issuer = StepResult::waiting();
+        outage.rbac = StepResult::waiting();
+        let held = compute_status(Some(&first), &Facts::default(), &outage, Some(1), t(20));
+        let get = |s: &IdentityBindingStatus, type_: &str| {
+            s.conditions.iter().find(|c| c.type_ == type_).unwrap().clone()
+        };
+        let ready = get(&held, condition::READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", reason::BOUND)
+        );
+        assert_eq!(ready.last_transition_time.0, t(10));
+        assert!(
+            ready.message.contains("IdentityResolved: ARM is unavailable"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(
+            get(&held, condition::IDENTITY_RESOLVED).reason,
+            reason::ARM_UNAVAILABLE
+        );
+        assert_eq!(
+            get(&held, condition::FEDERATED_CREDENTIAL_READY),
+            get(&first, condition::FEDERATED_CREDENTIAL_READY),
+            "a step that did not run keeps its last result"
+        );
+        assert!(is_ready(&held));
+
+        // Not held: a permanent failure, a new generation, or a binding that was never Ready.
+        let mut denied = outage.clone();
+        denied.identity = StepResult::failed(reason::ARM_AUTHORIZATION_FAILED, "403");
+        assert!(!is_ready(&compute_status(
+            Some(&first),
+            &Facts::default(),
+            &denied,
+            Some(1),
+            t(20)
+        )));
+        assert!(!is_ready(&compute_status(
+            Some(&first),
+            &Facts::default(),
+            &outage,
+            Some(2),
+            t(20)
+        )));
+        assert!(!is_ready(&compute_status(
+            None,
+            &Facts::default(),
+            &outage,
+            Some(1),
+            t(20)
+        )));
+
+        // Recovery drops the note.
+        let back = compute_status(Some(&held), &Facts::default(), &all_ok(), Some(1), t(30));
+        assert!(!get(&back, condition::READY).message.contains("transiently"));
     }
 }

@@ -12,6 +12,7 @@ use idbind_arm::{ArmClient, ClientSecretCredential, CloudConfig, PUBLIC_ARM_SCOP
 use idbind_controller::status::reason;
 use idbind_emulator::{Fault, FicInfo, Route};
 use idbind_model::condition;
+use kube::api::{Patch, PatchParams};
 
 fn arm(world: &World) -> ArmClient {
     let base = world.azure.base_url();
@@ -117,6 +118,41 @@ async fn arm_outage_is_reported_and_recovers() {
         reason::RESOLVED
     );
     assert_eq!(world.fics(&id).len(), 1);
+
+    // An outage after the binding is Ready is reported on the step but keeps the binding Ready:
+    // its FIC and keys are still in place and the proxy must keep serving it.
+    world.azure.set_fault(Route::ArmIdentityGet, Fault::outage());
+    let touch = serde_json::json!({ "metadata": { "annotations": { "test/touch": "1" } } });
+    cluster
+        .bindings()
+        .patch("flaky", &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .unwrap();
+    let b = cluster
+        .wait_condition("flaky", condition::IDENTITY_RESOLVED, reason::ARM_UNAVAILABLE)
+        .await;
+    let ready = b.condition(condition::READY).unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", reason::BOUND)
+    );
+    assert!(ready.message.contains("failed transiently"), "{}", ready.message);
+    assert_eq!(
+        b.condition(condition::FEDERATED_CREDENTIAL_READY).unwrap().status,
+        "True",
+        "steps that did not run keep their last result"
+    );
+    world.azure.clear_faults();
+    let b = cluster
+        .wait_condition("flaky", condition::IDENTITY_RESOLVED, reason::RESOLVED)
+        .await;
+    assert!(
+        !b.condition(condition::READY)
+            .unwrap()
+            .message
+            .contains("transiently")
+    );
+
     let (_, metrics) = common::http_get(&format!("http://{}/metrics", ctl.admin_addr())).await;
     assert!(
         metrics.contains("idbind_controller_arm_requests_total{operation=\"get_identity\",status=\"503\"}"),
