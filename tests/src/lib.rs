@@ -21,13 +21,18 @@
 //!   ([`Stack::sdk_env`]).
 //!
 //! Everything binds port 0 on loopback and stops when the [`Stack`] is dropped.
+//!
+//! [`MountedVolume`] and [`write_volume`] stand in for kubelet where a test runs the controller
+//! and mounts what it writes (Secrets, ConfigMaps) into files, with kubelet's atomic updates.
 
 mod error;
 mod process;
 mod stack;
+mod volume;
 
 pub use error::{Error, Result};
 pub use process::ProxyProcess;
 pub use stack::{
     ALLOWED_SA, DENIED_SA, NAMESPACE, ProxyMode, RunningProxy, SCOPE, Stack, StackBuilder, aks_sni_name,
 };
+pub use volume::{MountedVolume, write_volume};
