@@ -15,9 +15,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code, unreachable_pub, missing_docs)]
-#[path = "../../bins/proxy/src/duration.rs"]
-mod duration;
-#[allow(dead_code, unreachable_pub, missing_docs)]
 #[path = "../../bins/proxy/src/args.rs"]
 mod proxy_args;
 

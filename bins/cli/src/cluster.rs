@@ -22,7 +22,7 @@ pub struct KubeArgs {
     #[arg(long, env = "IDBIND_CONTEXT", value_name = "NAME")]
     pub context: Option<String>,
     /// Give up on a Kubernetes API request after this long (e.g. `30s`, `2m`).
-    #[arg(long, env = "IDBIND_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    #[arg(long, env = "IDBIND_REQUEST_TIMEOUT", default_value = "30s", value_parser = idbind_model::duration::parse_duration_or_seconds, value_name = "DURATION")]
     pub request_timeout: Duration,
 }
 

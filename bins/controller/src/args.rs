@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, ValueEnum};
 use idbind_model::IssuerBaseUrl;
-
-use crate::parse_duration;
+use idbind_model::duration::parse_duration;
 
 /// `idbind-controller`: reconciles IdentityBindings, manages this cluster's signing keys and
 /// publishes them to the issuers of the bound identities.

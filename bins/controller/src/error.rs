@@ -4,14 +4,6 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A duration flag could not be parsed.
-    #[error("invalid duration {input:?}: {reason}")]
-    InvalidDuration {
-        /// What was given.
-        input: String,
-        /// What was wrong.
-        reason: String,
-    },
     /// A setting is missing or inconsistent.
     #[error("invalid configuration of {what}: {reason}")]
     Config {
@@ -82,7 +74,7 @@ impl Error {
     /// A short, stable label of the error class for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::InvalidDuration { .. } | Self::Config { .. } => "config",
+            Self::Config { .. } => "config",
             Self::Kube { .. } => "kube",
             Self::InvalidData { .. } => "invalid_data",
             Self::Listen { .. } => "listen",

@@ -43,7 +43,6 @@ pub mod args;
 pub mod azure;
 pub mod certs;
 pub mod clock;
-mod duration;
 mod error;
 pub mod keys;
 pub mod leader;
@@ -57,5 +56,4 @@ pub mod setup;
 pub mod status;
 pub mod webhook;
 
-pub use duration::parse_duration;
 pub use error::{Error, Result};

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-
-use crate::duration::parse_duration;
+use idbind_model::duration::parse_duration;
 
 /// The idbind token proxy: exchanges pods' service-account tokens for Entra access tokens of the
 /// managed identities bound to this cluster, speaking the protocol of the AKS identity-binding

@@ -7,7 +7,6 @@
 //! finish (bounded by `--shutdown-grace`), exit.
 
 mod args;
-mod duration;
 
 use std::sync::Arc;
 

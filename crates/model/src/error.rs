@@ -1,6 +1,6 @@
 //! The error type of `idbind-model`.
 
-/// Everything that can be wrong with an identifier or name idbind parses.
+/// Everything that can be wrong with an identifier, name or duration idbind parses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -36,6 +36,15 @@ pub enum Error {
         /// The text given.
         input: String,
         /// What was wrong.
+        reason: String,
+    },
+    /// A duration (a flag value like `30s`, `5m` or `1h30m`) did not parse; see
+    /// [`duration`](crate::duration).
+    #[error("invalid duration {input:?}: {reason}")]
+    InvalidDuration {
+        /// The text given.
+        input: String,
+        /// What was wrong and what was expected.
         reason: String,
     },
     /// A Kubernetes name (namespace, service account) was not valid.

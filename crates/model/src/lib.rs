@@ -1,6 +1,6 @@
 //! The vocabulary of idbind: the `IdentityBinding` custom resource, typed Azure identifiers, and
 //! every name derived from them (issuer URLs, the federated identity credential, RBAC object
-//! names). Pure logic, no I/O.
+//! names), and the [`duration`] syntax of the binaries' flags. Pure logic, no I/O.
 //!
 //! ```
 //! use idbind_model::{ClientId, FicSpec, IdentityResourceId, IssuerBaseUrl, TenantId, DEFAULT_FIC_NAME};
@@ -21,6 +21,7 @@
 
 mod conditions;
 mod crd;
+pub mod duration;
 mod error;
 mod ids;
 mod naming;

@@ -67,7 +67,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub wait: bool,
     /// How long `--wait` waits.
-    #[arg(long, default_value = "2m", value_parser = crate::duration::parse, value_name = "DURATION")]
+    #[arg(long, default_value = "2m", value_parser = idbind_model::duration::parse_duration_or_seconds, value_name = "DURATION")]
     pub timeout: Duration,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -113,7 +113,7 @@ pub struct DeleteArgs {
     #[arg(long)]
     pub wait: bool,
     /// How long `--wait` waits.
-    #[arg(long, default_value = "2m", value_parser = crate::duration::parse, value_name = "DURATION")]
+    #[arg(long, default_value = "2m", value_parser = idbind_model::duration::parse_duration_or_seconds, value_name = "DURATION")]
     pub timeout: Duration,
     /// Succeed when the binding does not exist.
     #[arg(long)]
@@ -253,7 +253,7 @@ async fn wait_ready(cluster: &Cluster, name: &str, timeout: Duration) -> anyhow:
         if tokio::time::Instant::now() >= deadline {
             return Err(Failure::timeout(format!(
                 "IdentityBinding {name:?} was not Ready after {}: Ready is {last}",
-                crate::duration::human(timeout)
+                idbind_model::duration::human(timeout)
             ))
             .hint(format!(
                 "see why: idbind binding describe {name}; or diagnose: idbind doctor"
@@ -513,7 +513,7 @@ async fn delete(args: DeleteArgs) -> anyhow::Result<Outcome> {
                         return Err(Failure::timeout(format!(
                             "IdentityBinding {:?} still exists after {} (finalizers: {})",
                             args.name,
-                            crate::duration::human(args.timeout),
+                            idbind_model::duration::human(args.timeout),
                             finalizers.join(", ")
                         ))
                         .hint(

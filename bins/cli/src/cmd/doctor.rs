@@ -21,7 +21,7 @@ use clap::Args;
 use idbind_issuer::KeySet;
 use idbind_model::{
     ClientId, DEFAULT_SA_TOKEN_AUDIENCE, ENTRA_FIC_AUDIENCE, IdentityBinding, RBAC_API_GROUP, RBAC_VERB,
-    SA_CLIENT_ID_ANNOTATION, SA_TENANT_ID_ANNOTATION, condition,
+    SA_CLIENT_ID_ANNOTATION, SA_TENANT_ID_ANNOTATION, condition, duration::human,
 };
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
@@ -33,7 +33,7 @@ use crate::azure::AzureArgs;
 use crate::cluster::{Cluster, KubeArgs, error_chain};
 use crate::cmd::binding::{CRD_NAME, INSTALL_CRD};
 use crate::documents::{Fetcher, IssuerArgs, IssuerDocuments};
-use crate::duration::{age, human};
+use crate::duration::age;
 use crate::exit::Outcome;
 use crate::output::OutputArgs;
 use crate::progress::Progress;

@@ -111,7 +111,7 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<Outcome> {
     );
     println!(
         "Expires in:  {} ({})",
-        crate::duration::human(std::time::Duration::from_secs(
+        idbind_model::duration::human(std::time::Duration::from_secs(
             u64::try_from(reply.expires_in).unwrap_or(0)
         )),
         expires_at.map_or_else(|| "?".to_owned(), |t| t.to_string())

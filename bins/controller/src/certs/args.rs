@@ -141,5 +141,5 @@ pub fn dedup(names: Vec<String>) -> Vec<String> {
 
 /// Parses a duration flag (`90s`, `10m`, `1h`, `30d`).
 pub fn duration(s: &str) -> std::result::Result<Duration, String> {
-    crate::parse_duration(s).map_err(|e| e.to_string())
+    idbind_model::duration::parse_duration(s).map_err(|e| e.to_string())
 }
