@@ -77,7 +77,7 @@ pub fn file() -> anyhow::Result<File> {
             },
             CONTROLLER_OWNER,
             WEBHOOK_SERVICE,
-            &[("https", WEBHOOK_SERVICE_PORT, "webhook")],
+            &[("https", i32::from(WEBHOOK_SERVICE_PORT), "webhook")],
         ))?
         .push(&service(
             CONTROLLER_OWNER,

@@ -49,10 +49,8 @@ pub const WEBHOOK_SECRET: &str = "idbind-webhook-tls";
 pub const LEASE: &str = "idbind-controller";
 /// The MutatingWebhookConfiguration (controller `--webhook-configuration`).
 pub const WEBHOOK_CONFIGURATION: &str = "idbind";
-/// idbind's entry in it (the controller's `WEBHOOK_NAME`).
-pub const WEBHOOK_NAME: &str = "pods.webhook.idbind.dev";
-/// Path the webhook serves (the controller's `MUTATE_PATH`).
-pub const WEBHOOK_PATH: &str = "/mutate-v1-pod";
+/// Path the webhook serves (the controller's own constant).
+pub const WEBHOOK_PATH: &str = idbind_controller::webhook::args::MUTATE_PATH;
 
 /// Secrets an operator creates (never generated, never committed).
 pub mod user_secrets {
