@@ -87,6 +87,9 @@ pub enum Error {
     /// The HTTP client used for issuer fetches could not be built.
     #[error("HTTP client: {0}")]
     HttpClient(String),
+    /// The ready line ([`start_and_announce`](crate::start_and_announce)) could not be written.
+    #[error("writing the ready line: {0}")]
+    ReadyLine(String),
     /// An identifier from `idbind-model` was invalid.
     #[error(transparent)]
     Model(#[from] idbind_model::Error),

@@ -141,7 +141,8 @@ use crate::throttle::Throttle;
 /// The scope idbind asks Entra for to call ARM.
 pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
 
-/// What a running emulator tells its users (the binary prints this as its ready line).
+/// What a running emulator tells its users (the binary prints this as its ready line, see
+/// [`start_and_announce`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EmulatorInfo {
@@ -271,6 +272,16 @@ impl<'a, I: Iterator<Item = &'a (RouteSelector, Fault)>> CopiedPairs for I {
     fn copied_pairs(self) -> Vec<(RouteSelector, Fault)> {
         self.map(|(s, f)| (*s, f.clone())).collect()
     }
+}
+
+/// Starts an emulator as the `idbind-emulator` binary and `idbind emulator` do: [`start`], then
+/// its [`EmulatorInfo`] as one line of JSON on stdout, the ready line whoever spawned the process
+/// waits for. The caller keeps the emulator running and shuts it down.
+pub async fn start_and_announce(config: EmulatorConfig) -> Result<Emulator> {
+    let emulator = start(config).await?;
+    let line = serde_json::to_string(&emulator.info()).map_err(|e| Error::ReadyLine(e.to_string()))?;
+    println!("{line}");
+    Ok(emulator)
 }
 
 pub(crate) fn info_of(shared: &Shared) -> EmulatorInfo {

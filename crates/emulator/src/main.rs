@@ -95,8 +95,7 @@ async fn main() -> anyhow::Result<()> {
         config.tls = Some(Arc::new(tls));
     }
 
-    let emulator = idbind_emulator::start(config).await?;
-    println!("{}", serde_json::to_string(&emulator.info())?);
+    let emulator = idbind_emulator::start_and_announce(config).await?;
 
     wait_for_signal().await?;
     tracing::info!("shutting down");

@@ -103,10 +103,9 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<Outcome> {
             })?;
         config.tls = Some(Arc::new(tls));
     }
-    let emulator = idbind_emulator::start(config)
+    let emulator = idbind_emulator::start_and_announce(config)
         .await
         .map_err(|e| Failure::failed(format!("starting the emulator on {}: {e}", args.listen)))?;
-    println!("{}", serde_json::to_string(&emulator.info())?);
     wait_for_signal().await?;
     emulator.shutdown().await;
     Ok(Outcome::Ok)
