@@ -28,11 +28,11 @@
 mod error;
 mod process;
 mod stack;
-mod volume;
+pub mod volume;
 
 pub use error::{Error, Result};
 pub use process::ProxyProcess;
 pub use stack::{
     ALLOWED_SA, DENIED_SA, NAMESPACE, ProxyMode, RunningProxy, SCOPE, Stack, StackBuilder, aks_sni_name,
 };
-pub use volume::{MountedVolume, write_volume};
+pub use volume::{FileData, MountedVolume, Payload, write_payload, write_volume};

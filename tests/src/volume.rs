@@ -15,9 +15,9 @@
 //! directory in step with a Secret or ConfigMap by reading it through the API every `period`
 //! (kubelet's periodic volume sync, much shortened).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{PermissionsExt as _, symlink};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,19 +30,47 @@ use crate::error::{Error, Result, Step as _};
 const DATA: &str = "..data";
 const DATA_TMP: &str = "..data_tmp";
 
+/// One file of a volume payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileData {
+    /// Contents.
+    pub data: Vec<u8>,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// Relative path (may contain `/`) → file, as a volume plugin computes it.
+pub type Payload = BTreeMap<String, FileData>;
+
 /// Writes `files` (entry name → contents, with permission bits `mode`) into `dir` the way kubelet
 /// updates a Secret or ConfigMap volume. Returns whether anything changed.
 pub fn write_volume(dir: &Path, files: &BTreeMap<String, Vec<u8>>, mode: u32) -> Result<bool> {
-    for name in files.keys() {
-        if name.is_empty() || name.starts_with("..") || name.contains('/') {
-            return Err(Error {
-                step: format!("writing a volume into {}", dir.display()),
-                reason: format!("{name:?} is not a plain file name"),
-            });
-        }
+    let payload = files
+        .iter()
+        .map(|(name, data)| {
+            (
+                name.clone(),
+                FileData {
+                    data: data.clone(),
+                    mode,
+                },
+            )
+        })
+        .collect();
+    write_payload(dir, &payload)
+}
+
+/// Writes `payload` into `dir` with kubelet's scheme (nested paths allowed, as in projected
+/// volumes); returns whether anything changed.
+pub fn write_payload(dir: &Path, payload: &Payload) -> Result<bool> {
+    for path in payload.keys() {
+        validate(path).map_err(|reason| Error {
+            step: format!("writing a volume into {}", dir.display()),
+            reason,
+        })?;
     }
     std::fs::create_dir_all(dir).step(format!("creating {}", dir.display()))?;
-    if current_payload(dir).as_ref() == Some(files) {
+    if current_payload(dir).as_ref() == Some(payload) {
         return Ok(false);
     }
     let old = std::fs::read_link(dir.join(DATA)).ok();
@@ -58,10 +86,13 @@ pub fn write_volume(dir: &Path, files: &BTreeMap<String, Vec<u8>>, mode: u32) ->
     }
     let payload_dir = dir.join(&name);
     std::fs::create_dir(&payload_dir).step(format!("creating {}", payload_dir.display()))?;
-    for (file, bytes) in files {
+    for (file, content) in payload {
         let path = payload_dir.join(file);
-        std::fs::write(&path, bytes).step(format!("writing {}", path.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).step(format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, &content.data).step(format!("writing {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(content.mode))
             .step(format!("setting the mode of {}", path.display()))?;
     }
 
@@ -70,16 +101,17 @@ pub fn write_volume(dir: &Path, files: &BTreeMap<String, Vec<u8>>, mode: u32) ->
     symlink(&name, &tmp).step(format!("creating {}", tmp.display()))?;
     std::fs::rename(&tmp, dir.join(DATA)).step(format!("swapping {}/{DATA}", dir.display()))?;
 
-    for file in files.keys() {
-        let link = dir.join(file);
+    let tops: BTreeSet<String> = payload.keys().filter_map(|p| top(p)).collect();
+    for top in &tops {
+        let link = dir.join(top);
         if std::fs::symlink_metadata(&link).is_err() {
-            symlink(Path::new(DATA).join(file), &link).step(format!("creating {}", link.display()))?;
+            symlink(Path::new(DATA).join(top), &link).step(format!("creating {}", link.display()))?;
         }
     }
     for entry in std::fs::read_dir(dir).step(format!("reading {}", dir.display()))? {
         let entry = entry.step(format!("reading {}", dir.display()))?;
         let file = entry.file_name().to_string_lossy().into_owned();
-        if !file.starts_with("..") && !files.contains_key(&file) {
+        if !file.starts_with("..") && !tops.contains(&file) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -90,16 +122,46 @@ pub fn write_volume(dir: &Path, files: &BTreeMap<String, Vec<u8>>, mode: u32) ->
 }
 
 /// The payload visible in `dir` now, if it holds a volume.
-fn current_payload(dir: &Path) -> Option<BTreeMap<String, Vec<u8>>> {
+fn current_payload(dir: &Path) -> Option<Payload> {
     let data = dir.join(DATA);
     std::fs::read_link(&data).ok()?;
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(&data).ok()? {
-        let entry = entry.ok()?;
-        let bytes = std::fs::read(entry.path()).ok()?;
-        out.insert(entry.file_name().to_string_lossy().into_owned(), bytes);
-    }
+    let mut out = Payload::new();
+    collect(&data, &data, &mut out).ok()?;
     Some(out)
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Payload) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let meta = std::fs::metadata(&path)?;
+        if meta.is_dir() {
+            collect(root, &path, out)?;
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            let data = std::fs::read(&path)?;
+            let mode = meta.permissions().mode() & 0o7777;
+            out.insert(rel.to_string_lossy().into_owned(), FileData { data, mode });
+        }
+    }
+    Ok(())
+}
+
+fn top(path: &str) -> Option<String> {
+    PathBuf::from(path)
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+}
+
+/// A payload path must be relative, without `..`, and not start with `..` (kubelet's rules).
+fn validate(path: &str) -> std::result::Result<(), String> {
+    let p = Path::new(path);
+    if path.is_empty() || p.is_absolute() || path.starts_with("..") {
+        return Err(format!("{path:?} is not a relative file path"));
+    }
+    if p.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(format!("{path:?}: only plain path segments are allowed"));
+    }
+    Ok(())
 }
 
 /// What a [`MountedVolume`] mirrors.
@@ -275,5 +337,56 @@ mod tests {
         names.sort();
         assert_eq!(names, ["..data", "a"]);
         assert!(write_volume(&dir, &files(&[("../x", "")]), 0o644).is_err());
+    }
+
+    #[test]
+    fn nested_paths_and_modes_as_in_projected_volumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().join("vol");
+        let payload = |token: &str| -> Payload {
+            [
+                (
+                    "token/t".to_owned(),
+                    FileData {
+                        data: token.into(),
+                        mode: 0o600,
+                    },
+                ),
+                (
+                    "ca.crt".to_owned(),
+                    FileData {
+                        data: b"ca".to_vec(),
+                        mode: 0o644,
+                    },
+                ),
+            ]
+            .into()
+        };
+        assert!(write_payload(&dir, &payload("1")).unwrap());
+        assert_eq!(std::fs::read_to_string(dir.join("token/t")).unwrap(), "1");
+        assert_eq!(
+            std::fs::read_link(dir.join("token")).unwrap(),
+            Path::new("..data/token")
+        );
+        let mode = std::fs::metadata(dir.join("token/t"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!write_payload(&dir, &payload("1")).unwrap());
+        assert!(write_payload(&dir, &payload("2")).unwrap());
+        assert_eq!(std::fs::read_to_string(dir.join("token/t")).unwrap(), "2");
+        for bad in ["../x", "/etc/x", "a/../b", "..data", ""] {
+            let p: Payload = [(
+                bad.to_owned(),
+                FileData {
+                    data: vec![],
+                    mode: 0o644,
+                },
+            )]
+            .into();
+            assert!(write_payload(&dir, &p).is_err(), "{bad}");
+        }
     }
 }

@@ -43,7 +43,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::AbortOnDrop;
-use super::atomic::{self, FileData, Payload};
+use idbind_tests::volume::{FileData, Payload, write_payload};
 
 /// kubelet's default lifetime of a projected service-account token.
 const DEFAULT_TOKEN_SECONDS: i64 = 3600;
@@ -313,7 +313,7 @@ async fn sync_pod(
             .with_context(|| format!("volume {:?}", volume.name))?;
         match payload {
             Some(payload) => {
-                atomic::write(&vdir, &payload)?;
+                write_payload(&vdir, &payload)?;
             }
             None => std::fs::create_dir_all(&vdir).with_context(|| format!("creating {}", vdir.display()))?,
         }

@@ -13,7 +13,6 @@
 //! - [`client`]: token requests as the SDKs make them (Rust, and Python `azure-identity` when
 //!   available) and JWT claim decoding.
 
-pub mod atomic;
 pub mod azure;
 pub mod client;
 pub mod cluster;
