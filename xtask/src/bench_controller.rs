@@ -36,7 +36,7 @@ pub struct BenchControllerArgs {
     #[arg(long, default_value_t = 32)]
     create_concurrency: usize,
     /// Milliseconds between two lists of the bindings while waiting for Ready.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 2000)]
     poll_ms: u64,
     /// Give up when not all bindings are Ready after this many seconds.
     #[arg(long, default_value_t = 1800)]
@@ -97,7 +97,18 @@ pub fn run(args: &BenchControllerArgs) -> Result<()> {
         Throttle::Both => &[true, false],
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-    let mut results = Vec::new();
+    let flags: Vec<String> = std::env::args()
+        .skip_while(|a| a != "controller")
+        .skip(1)
+        .collect();
+    println!("\n$ cargo xtask bench controller {}", flags.join(" "));
+    println!(
+        "{} bindings over {} identities; commit {}; load average before {load_before}",
+        args.identities * args.bindings_per_identity,
+        args.identities,
+        git_commit(),
+    );
+    // Each run's figures are printed when it ends, so a long second run cannot lose the first.
     for &throttled in modes {
         let stamp = jiff::Timestamp::now().as_second();
         let dir = target.join(format!(
@@ -109,22 +120,9 @@ pub fn run(args: &BenchControllerArgs) -> Result<()> {
             "bench controller: run directory (logs, issuer store) {}",
             dir.display()
         );
-        results.push(runtime.block_on(run_once(args, &bins, &dir, throttled))?);
-    }
-    let flags: Vec<String> = std::env::args()
-        .skip_while(|a| a != "controller")
-        .skip(1)
-        .collect();
-    println!("\n$ cargo xtask bench controller {}", flags.join(" "));
-    println!(
-        "{} bindings over {} identities; commit {}; load average before {load_before}, after {}",
-        args.identities * args.bindings_per_identity,
-        args.identities,
-        git_commit(),
-        loadavg()
-    );
-    for f in &results {
-        print_figures(f, args.identities);
+        let figures = runtime.block_on(run_once(args, &bins, &dir, throttled))?;
+        print_figures(&figures, args.identities);
+        println!("load average after the run: {}", loadavg());
     }
     Ok(())
 }
