@@ -34,5 +34,6 @@ pub use error::{Error, Result};
 pub use process::ProxyProcess;
 pub use stack::{
     ALLOWED_SA, DENIED_SA, NAMESPACE, ProxyMode, RunningProxy, SCOPE, Stack, StackBuilder, aks_sni_name,
+    grant_proxy_rbac,
 };
 pub use volume::{FileData, MountedVolume, Payload, write_payload, write_volume};

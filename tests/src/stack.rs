@@ -211,7 +211,7 @@ impl Stack {
             "the proxy's SA",
         )
         .await?;
-        grant_proxy_rbac(&admin).await?;
+        grant_proxy_rbac(&admin, PROXY_NAMESPACE, PROXY_SA).await?;
         let proxy_token = kube
             .service_account_token(PROXY_NAMESPACE, PROXY_SA, 24 * 3600)
             .step("a token for the proxy's service account")?;
@@ -832,8 +832,10 @@ async fn create_service_account_with_pod(admin: &kube::Client, namespace: &str, 
     create(&pods, &pod, "a pod").await.map(drop)
 }
 
-/// What the proxy's service account needs: TokenReview, SubjectAccessReview, IdentityBindings.
-async fn grant_proxy_rbac(admin: &kube::Client) -> Result<()> {
+/// Grants the proxy's service account `namespace/service_account` what the proxy needs:
+/// TokenReview, SubjectAccessReview and reading IdentityBindings (ClusterRole and
+/// ClusterRoleBinding `idbind-proxy`).
+pub async fn grant_proxy_rbac(admin: &kube::Client, namespace: &str, service_account: &str) -> Result<()> {
     let rule = |group: &str, resource: &str, verbs: &[&str]| PolicyRule {
         api_groups: Some(vec![group.to_owned()]),
         resources: Some(vec![resource.to_owned()]),
@@ -864,8 +866,8 @@ async fn grant_proxy_rbac(admin: &kube::Client) -> Result<()> {
         },
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
-            name: PROXY_SA.into(),
-            namespace: Some(PROXY_NAMESPACE.into()),
+            name: service_account.into(),
+            namespace: Some(namespace.into()),
             ..Default::default()
         }]),
     };

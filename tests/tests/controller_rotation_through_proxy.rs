@@ -56,7 +56,6 @@ use idbind_testkit::KubeEmulator;
 use idbind_tests::{MountedVolume, aks_sni_name};
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Pod, PodSpec, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt as _;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -307,37 +306,9 @@ async fn prepare_cluster(admin: &kube::Client) {
         },
     )
     .await;
-    let rule = |group: &str, resource: &str, verbs: &[&str]| PolicyRule {
-        api_groups: Some(vec![group.to_owned()]),
-        resources: Some(vec![resource.to_owned()]),
-        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
-        ..Default::default()
-    };
-    let role = ClusterRole {
-        metadata: meta("idbind-proxy"),
-        rules: Some(vec![
-            rule("authentication.k8s.io", "tokenreviews", &["create"]),
-            rule("authorization.k8s.io", "subjectaccessreviews", &["create"]),
-            rule("idbind.dev", "identitybindings", &["get", "list", "watch"]),
-        ]),
-        ..Default::default()
-    };
-    create(&Api::all(admin.clone()), &role).await;
-    let binding = ClusterRoleBinding {
-        metadata: meta("idbind-proxy"),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "ClusterRole".into(),
-            name: "idbind-proxy".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: PROXY_SA.into(),
-            namespace: Some(IDBIND_NS.into()),
-            ..Default::default()
-        }]),
-    };
-    create(&Api::all(admin.clone()), &binding).await;
+    idbind_tests::grant_proxy_rbac(admin, IDBIND_NS, PROXY_SA)
+        .await
+        .unwrap();
 }
 
 /// A token for the workload from the TokenRequest API, bound to its pod, as kubelet projects it.
