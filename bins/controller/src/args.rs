@@ -247,6 +247,11 @@ pub struct ReconcileArgs {
     /// Bindings reconciled at once.
     #[arg(long, env = "IDBIND_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+    /// How long an identity's ARM answers (its ids, its FIC being in place) are shared by the
+    /// reconciles of all its bindings before ARM is asked again; `0s` asks on every reconcile.
+    /// Failures are shared for `--error-backoff-min`.
+    #[arg(long, env = "IDBIND_ARM_CACHE_TTL", value_parser = duration, default_value = "5m")]
+    pub arm_cache_ttl: Duration,
 }
 
 /// Leader election.

@@ -1,20 +1,26 @@
 //! ARM access for the reconciler: identity resolution and the FIC, counted in metrics, with ARM
 //! failures turned into condition reasons and messages a user can act on.
+//!
+//! Answers are shared per identity through a [`Memo`]: the bindings of one identity cost ARM one
+//! identity read and one FIC list per reuse period, not one per binding and reconcile.
 
 use std::sync::Arc;
 
 use idbind_arm::{ArmClient, Identity};
 use idbind_model::{FicSpec, IdentityResourceId};
 
+use crate::memo::{Memo, MemoTtl, Source};
 use crate::metrics::Metrics;
 use crate::status::{StepResult, reason};
 
-/// The ARM client and FIC manager, with metrics.
+/// The ARM client and FIC manager, with metrics and per-identity memos of their answers.
 #[derive(Clone, Debug)]
 pub struct Azure {
     arm: ArmClient,
     fic: idbind_fic::FicManager,
     metrics: Arc<Metrics>,
+    identities: Arc<Memo<IdentityResourceId, Result<Identity, StepResult>>>,
+    fics: Arc<Memo<(IdentityResourceId, FicSpec), Result<EnsuredFic, StepResult>>>,
 }
 
 /// What ensuring the FIC found.
@@ -27,9 +33,15 @@ pub struct EnsuredFic {
 }
 
 impl Azure {
-    /// Wraps a client and a manager built on it.
-    pub fn new(arm: ArmClient, fic: idbind_fic::FicManager, metrics: Arc<Metrics>) -> Self {
-        Self { arm, fic, metrics }
+    /// Wraps a client and a manager built on it; answers are reused per `ttl`.
+    pub fn new(arm: ArmClient, fic: idbind_fic::FicManager, metrics: Arc<Metrics>, ttl: MemoTtl) -> Self {
+        Self {
+            arm,
+            fic,
+            metrics,
+            identities: Arc::new(Memo::new(ttl)),
+            fics: Arc::new(Memo::new(ttl)),
+        }
     }
 
     /// The ARM client.
@@ -42,8 +54,25 @@ impl Azure {
         &self.fic
     }
 
-    /// Reads the identity; failures become an `IdentityResolved` step result.
+    /// The identity (shared with the other bindings of it); failures become an
+    /// `IdentityResolved` step result.
     pub async fn resolve(&self, id: &IdentityResourceId) -> Result<Identity, StepResult> {
+        let (result, source) = self
+            .identities
+            .get(id, Result::is_ok, || self.read_identity(id))
+            .await;
+        self.metrics.arm_lookup("get_identity", source == Source::Fetched);
+        result
+    }
+
+    /// Forgets what is known about the identity and its FIC (after deleting the FIC, or when no
+    /// binding names the identity any more).
+    pub fn forget(&self, id: &IdentityResourceId) {
+        self.identities.forget(id);
+        self.fics.forget_where(|(fic_of, _)| fic_of == id);
+    }
+
+    async fn read_identity(&self, id: &IdentityResourceId) -> Result<Identity, StepResult> {
         let result = self.arm.get_identity(id).await;
         self.metrics.arm_call("get_identity", status_of(&result));
         result.map_err(|e| {
@@ -68,12 +97,27 @@ impl Azure {
         })
     }
 
-    /// Ensures the one FIC for the identity; failures become a `FederatedCredentialReady` result.
+    /// Ensures the one FIC for the identity (once for all its bindings); failures become a
+    /// `FederatedCredentialReady` result. `created` is true only for the lookup that created it.
     pub async fn ensure_fic(
         &self,
         id: &IdentityResourceId,
         spec: &FicSpec,
     ) -> Result<EnsuredFic, StepResult> {
+        let key = (id.clone(), spec.clone());
+        let (result, source) = self
+            .fics
+            .get(&key, Result::is_ok, || self.write_fic(id, spec))
+            .await;
+        let fetched = source == Source::Fetched;
+        self.metrics.arm_lookup("ensure_fic", fetched);
+        result.map(|fic| EnsuredFic {
+            created: fic.created && fetched,
+            ..fic
+        })
+    }
+
+    async fn write_fic(&self, id: &IdentityResourceId, spec: &FicSpec) -> Result<EnsuredFic, StepResult> {
         match self.fic.ensure(id, spec).await {
             Ok(ensured) => {
                 let created = ensured.outcome == idbind_fic::EnsureOutcome::Created;

@@ -46,6 +46,7 @@ pub mod clock;
 mod error;
 pub mod keys;
 pub mod leader;
+pub mod memo;
 pub mod metrics;
 pub mod publish;
 pub mod rbac;

@@ -47,6 +47,15 @@ pub struct StepLabels {
     pub step: String,
 }
 
+/// Labels `{operation, source}` of ARM lookups.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// `get_identity` or `ensure_fic`.
+    pub operation: String,
+    /// `fetched` (this lookup asked ARM) or `shared` (it reused another lookup's answer).
+    pub source: String,
+}
+
 /// Every metric of the controller. Cheap to share behind an `Arc`.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -58,6 +67,8 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// ARM calls by operation and HTTP status.
     pub arm_requests: Family<ArmLabels, Counter>,
+    /// ARM lookups of reconciles by operation and whether they asked ARM or shared an answer.
+    pub arm_lookups: Family<LookupLabels, Counter>,
     /// FIC writes by operation and result.
     pub fic_writes: Family<WriteLabels, Counter>,
     /// Issuer document (JWKS + discovery) writes by operation and result.
@@ -80,6 +91,7 @@ impl Metrics {
             reconcile_errors: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             arm_requests: Family::default(),
+            arm_lookups: Family::default(),
             fic_writes: Family::default(),
             jwks_writes: Family::default(),
             key_rotations: Family::default(),
@@ -107,6 +119,11 @@ impl Metrics {
             "arm_requests",
             "ARM calls by operation and HTTP status",
             m.arm_requests.clone(),
+        );
+        r.register(
+            "arm_lookups",
+            "ARM lookups of reconciles: fetched from ARM or shared with other bindings of the identity",
+            m.arm_lookups.clone(),
         );
         r.register(
             "fic_writes",
@@ -164,6 +181,16 @@ impl Metrics {
             .get_or_create(&ArmLabels {
                 operation: operation.to_owned(),
                 status,
+            })
+            .inc();
+    }
+
+    /// Counts one ARM lookup of a reconcile.
+    pub fn arm_lookup(&self, operation: &str, fetched: bool) {
+        self.arm_lookups
+            .get_or_create(&LookupLabels {
+                operation: operation.to_owned(),
+                source: if fetched { "fetched" } else { "shared" }.to_owned(),
             })
             .inc();
     }

@@ -549,10 +549,15 @@ async fn cleanup(binding: &IdentityBinding, ctx: &Context) -> Result<Action> {
                     "withdrew this cluster's keys from {} ({} keys remain)",
                     w.issuer, w.remaining_keys
                 ));
-                if ctx.settings.fic_gc == FicGc::Delete
-                    && let Ok(id) = binding.identity_id()
-                {
-                    notes.push(gc_fic(ctx, &id, key.tenant, key.client).await?);
+                if let Ok(id) = binding.identity_id() {
+                    // No binding of this cluster names the identity any more.
+                    ctx.azure.forget(&id);
+                    if ctx.settings.fic_gc == FicGc::Delete {
+                        let note = gc_fic(ctx, &id, key.tenant, key.client).await;
+                        // A binding made meanwhile may have seen the FIC that is now gone.
+                        ctx.azure.forget(&id);
+                        notes.push(note?);
+                    }
                 }
             }
             Err(e) => {

@@ -29,6 +29,7 @@ use crate::azure::Azure;
 use crate::clock::{Clock, SystemClock};
 use crate::keys::{KeyManager, KeySettings, Keys};
 use crate::leader::{LeaderElector, LeaseSettings};
+use crate::memo::MemoTtl;
 use crate::metrics::Metrics;
 use crate::publish::PublishTargets;
 use crate::reconcile::{self, Context, Hooks, NoHooks, ReconcileSettings};
@@ -166,7 +167,15 @@ impl RuntimeBuilder {
             None => setup::credential(&args.azure, &cloud)?,
         };
         let arm = setup::arm_client(&args.azure, cloud, credential.clone(), &metrics)?;
-        let azure = Azure::new(arm.clone(), idbind_fic::FicManager::new(arm), metrics.clone());
+        let azure = Azure::new(
+            arm.clone(),
+            idbind_fic::FicManager::new(arm),
+            metrics.clone(),
+            MemoTtl {
+                success: args.reconcile.arm_cache_ttl,
+                failure: args.reconcile.error_backoff_min,
+            },
+        );
         let store = match self.store {
             Some(s) => s,
             None => setup::issuer_store(&args.issuer, credential)?,

@@ -187,7 +187,7 @@ pub fn validate_fic_name(name: &str) -> Result<(), Error> {
 }
 
 /// The federated identity credential idbind keeps on one identity.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FicSpec {
     /// FIC name (default [`DEFAULT_FIC_NAME`]).
     pub name: String,
