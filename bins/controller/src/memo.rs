@@ -197,7 +197,7 @@ mod tests {
     async fn forget_drops_the_answer() {
         let m = memo(60, 60);
         let calls = AtomicUsize::new(0);
-        lookup(&m, &calls, Ok(1)).await;
+        assert_eq!(lookup(&m, &calls, Ok(1)).await.1, Source::Fetched);
         m.forget(&"id");
         assert!(m.is_empty());
         assert_eq!(lookup(&m, &calls, Ok(2)).await, (Ok(2), Source::Fetched));
