@@ -55,6 +55,7 @@ pub mod runtime;
 mod serve;
 pub mod setup;
 pub mod status;
+pub mod triggers;
 pub mod webhook;
 
 pub use error::{Error, Result};

@@ -15,6 +15,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::triggers::OwnWrites;
 use crate::{Error, Result};
 
 /// What [`sync`] did.
@@ -46,17 +47,20 @@ pub fn owner_reference(binding: &IdentityBinding) -> Option<OwnerReference> {
 }
 
 /// Makes the generated RBAC of `client_id` grant `subjects`, owned by `owners`; deletes it when
-/// `subjects` is empty.
+/// `subjects` is empty. What it decides the ClusterRoleBinding holds is recorded in `own` (see
+/// [`crate::triggers`]).
 pub async fn sync(
     client: &kube::Client,
     client_id: &ClientId,
     subjects: &[AllowedSubject],
     mut owners: Vec<OwnerReference>,
+    own: &OwnWrites,
 ) -> Result<RbacOutcome> {
     let roles: Api<ClusterRole> = Api::all(client.clone());
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
     let name = rbac_object_name(client_id);
     if subjects.is_empty() {
+        own.forget(&name);
         delete_if_ours(&bindings, &name, "ClusterRoleBinding").await?;
         delete_if_ours(&roles, &name, "ClusterRole").await?;
         return Ok(RbacOutcome::NotManaged);
@@ -73,19 +77,18 @@ pub async fn sync(
     role.metadata.owner_references = Some(owners.clone());
     let mut binding = generated.cluster_role_binding;
     binding.metadata.owner_references = Some(owners);
-    let role_changed = match apply(&roles, &name, "ClusterRole", role, |have, want| {
+    let same_role = |have: &ClusterRole, want: &ClusterRole| {
         have.rules == want.rules && have.aggregation_rule == want.aggregation_rule
-    })
-    .await?
-    {
+    };
+    let role_changed = match apply(&roles, &name, "ClusterRole", role, same_role).await? {
         Applied::Conflict(m) => return Ok(RbacOutcome::Conflict(m)),
         Applied::Done(changed) => changed,
     };
-    let binding_changed = match apply(&bindings, &name, "ClusterRoleBinding", binding, |have, want| {
+    let same_binding = |have: &ClusterRoleBinding, want: &ClusterRoleBinding| {
         have.subjects == want.subjects && have.role_ref == want.role_ref
-    })
-    .await?
-    {
+    };
+    own.intend(&binding);
+    let binding_changed = match apply(&bindings, &name, "ClusterRoleBinding", binding, same_binding).await? {
         Applied::Conflict(m) => return Ok(RbacOutcome::Conflict(m)),
         Applied::Done(changed) => changed,
     };

@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::publish::{IdentityKey, PublishError, PublishTargets};
 use crate::rbac::{self, RbacOutcome};
 use crate::status::{Facts, Outcome, StepResult, compute_status, reason, transitions};
+use crate::triggers::OwnWrites;
 use crate::{Error, Result};
 
 /// The finalizer idbind puts on every binding.
@@ -113,8 +114,11 @@ pub struct Context {
     pub hooks: Arc<dyn Hooks>,
     /// Wall clock (condition transition times).
     pub clock: Arc<dyn Clock>,
+    /// This controller's writes of generated ClusterRoleBindings (their echoes trigger nothing).
+    pub own_writes: OwnWrites,
     failures: Mutex<HashMap<String, u32>>,
     ready: Mutex<HashMap<String, bool>>,
+    rbac_locks: Mutex<HashMap<ClientId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The error a reconcile returns to the controller runtime (and to `error_policy`).
@@ -134,6 +138,7 @@ impl Context {
         metrics: Arc<Metrics>,
         hooks: Arc<dyn Hooks>,
         clock: Arc<dyn Clock>,
+        own_writes: OwnWrites,
     ) -> Self {
         Self {
             client,
@@ -146,8 +151,10 @@ impl Context {
             metrics,
             hooks,
             clock,
+            own_writes,
             failures: Mutex::default(),
             ready: Mutex::default(),
+            rbac_locks: Mutex::default(),
         }
     }
 
@@ -176,6 +183,12 @@ impl Context {
         self.metrics
             .bindings_ready
             .set(i64::try_from(map.values().filter(|r| **r).count()).unwrap_or(i64::MAX));
+    }
+
+    /// Serializes writes of one identity's generated RBAC: concurrent reconciles of its bindings
+    /// would otherwise race on the same objects (409s) and rewrite them in turn.
+    fn rbac_lock(&self, client: &ClientId) -> Arc<tokio::sync::Mutex<()>> {
+        self.rbac_locks.lock().entry(*client).or_default().clone()
     }
 
     async fn hook(&self, name: &str, step: Step) {
@@ -211,6 +224,7 @@ fn truncate(mut s: String, max: usize) -> String {
 pub async fn reconcile(binding: Arc<IdentityBinding>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let started = tokio::time::Instant::now();
     let key = binding.uid().unwrap_or_else(|| binding.name_any());
+    tracing::debug!(generation = ?binding.metadata.generation, "reconcile");
     let result = with_finalizer(&binding, &ctx).await;
     ctx.metrics
         .reconciled(result.is_ok(), started.elapsed().as_secs_f64());
@@ -467,29 +481,35 @@ async fn publish(ctx: &Context, id: IdentityKey, issuer: &str) -> StepResult {
     }
 }
 
-/// Live bindings of this cluster for `client`, other than `except_uid`.
-fn siblings(ctx: &Context, client: &ClientId, except_uid: Option<&str>) -> Vec<Arc<IdentityBinding>> {
+/// Live bindings of this cluster, other than `binding`, that name its identity: resolved to
+/// `client`, or with the same resource ID (not resolved yet: their statuses are written by
+/// concurrent reconciles, and RBAC must not depend on which of those finished first).
+fn siblings(ctx: &Context, binding: &IdentityBinding, client: &ClientId) -> Vec<Arc<IdentityBinding>> {
+    let uid = binding.uid();
+    let resource_id = binding.identity_id().ok();
     ctx.store
         .state()
         .into_iter()
         .filter(|b| {
             b.metadata.deletion_timestamp.is_none()
-                && b.uid().as_deref() != except_uid
-                && IdentityKey::of(b).is_some_and(|k| k.client == *client)
+                && b.uid() != uid
+                && (IdentityKey::of(b).is_some_and(|k| k.client == *client)
+                    || resource_id.is_some() && b.identity_id().ok() == resource_id)
         })
         .collect()
 }
 
 async fn sync_rbac(binding: &IdentityBinding, ctx: &Context, client: &ClientId) -> StepResult {
-    let uid = binding.uid();
-    let others = siblings(ctx, client, uid.as_deref());
+    let lock = ctx.rbac_lock(client);
+    let _serial = lock.lock().await;
+    let others = siblings(ctx, binding, client);
     let all: Vec<&IdentityBinding> = std::iter::once(binding)
         .chain(others.iter().map(|b| &**b))
         .collect();
     let subjects = rbac::union_subjects(all.iter().copied());
     let owners = all.iter().filter_map(|b| rbac::owner_reference(b)).collect();
     let name = idbind_model::rbac_object_name(client);
-    match rbac::sync(&ctx.client, client, &subjects, owners).await {
+    match rbac::sync(&ctx.client, client, &subjects, owners, &ctx.own_writes).await {
         Ok(RbacOutcome::Generated { subjects: n, .. }) => StepResult::ok(
             reason::RBAC_GENERATED,
             format!("ClusterRole and ClusterRoleBinding {name} grant use-managed-identity to {n} subject(s)"),
@@ -568,10 +588,12 @@ async fn cleanup(binding: &IdentityBinding, ctx: &Context) -> Result<Action> {
                 });
             }
         }
-        let others = siblings(ctx, &key.client, uid.as_deref());
+        let lock = ctx.rbac_lock(&key.client);
+        let _serial = lock.lock().await;
+        let others = siblings(ctx, binding, &key.client);
         let subjects = rbac::union_subjects(others.iter().map(|b| &**b));
         let owners = others.iter().filter_map(|b| rbac::owner_reference(b)).collect();
-        rbac::sync(&ctx.client, &key.client, &subjects, owners).await?;
+        rbac::sync(&ctx.client, &key.client, &subjects, owners, &ctx.own_writes).await?;
     }
     ctx.track_ready(&uid.unwrap_or_else(|| name.clone()), None);
     ctx.event(binding, EventType::Normal, "Unbound", notes.join("; "))

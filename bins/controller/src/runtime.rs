@@ -12,7 +12,6 @@ use futures::future::BoxFuture;
 use idbind_arm::Credential;
 use idbind_issuer::{ClusterName, IssuerStore, Publisher, RotationPolicy};
 use idbind_model::IdentityBinding;
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::Api;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -33,6 +32,7 @@ use crate::memo::MemoTtl;
 use crate::metrics::Metrics;
 use crate::publish::PublishTargets;
 use crate::reconcile::{self, Context, Hooks, NoHooks, ReconcileSettings};
+use crate::triggers::{self, OwnWrites};
 use crate::{Error, Result, setup};
 
 /// The error type of plug-in tasks.
@@ -429,16 +429,24 @@ async fn wait_leader(rx: &mut watch::Receiver<bool>, want: bool) -> bool {
 async fn lead(shared: &Shared, caches: ReadyFlag, term: CancellationToken) {
     let args = &shared.args;
     let bindings: Api<IdentityBinding> = Api::all(shared.client.clone());
-    let owned: Api<ClusterRoleBinding> = Api::all(shared.client.clone());
     let managed = format!(
         "{}={}",
         idbind_model::MANAGED_BY_LABEL,
         idbind_model::MANAGED_BY_VALUE
     );
-    let controller = Controller::new(bindings, watcher::Config::default())
-        .owns(owned, watcher::Config::default().labels(&managed))
+    let own_writes = OwnWrites::default();
+    let (store, binding_events) = triggers::bindings(bindings, watcher::Config::default());
+    let owned_events = triggers::owned_role_bindings(
+        shared.client.clone(),
+        watcher::Config::default().labels(&managed),
+        own_writes.clone(),
+    );
+    let owner_store = store.clone();
+    let controller = Controller::for_stream(binding_events, store.clone())
+        .watches_stream(owned_events, move |crb| {
+            triggers::repairing_owner(&crb, &owner_store)
+        })
         .with_config(ControllerConfig::default().concurrency(args.reconcile.concurrency));
-    let store = controller.store();
     let (synced_tx, synced_rx) = watch::channel(false);
     let targets = PublishTargets::new(
         store.clone(),
@@ -495,6 +503,7 @@ async fn lead(shared: &Shared, caches: ReadyFlag, term: CancellationToken) {
         shared.metrics.clone(),
         shared.hooks.clone(),
         shared.clock.clone(),
+        own_writes,
     ));
     let mut set: JoinSet<()> = JoinSet::new();
     let token = term.clone();

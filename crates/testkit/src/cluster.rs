@@ -1052,6 +1052,15 @@ impl Cluster {
         let meta_map = meta::metadata_mut(&mut marked);
         meta_map.insert("deletionTimestamp".into(), json!(meta::now()));
         meta_map.insert("deletionGracePeriodSeconds".into(), json!(0));
+        // As kube-apiserver's BeforeDelete: marking an object for deletion is a new generation,
+        // so controllers that filter on generation see it.
+        if let Some(generation) = meta_map
+            .get("generation")
+            .and_then(Value::as_i64)
+            .filter(|g| *g > 0)
+        {
+            meta_map.insert("generation".into(), json!(generation + 1));
+        }
         if is_namespace {
             marked["status"]["phase"] = json!("Terminating");
         }

@@ -361,6 +361,31 @@ async fn finalizers_delay_deletion() {
 }
 
 #[tokio::test]
+async fn marking_a_custom_resource_for_deletion_is_a_new_generation() {
+    let emulator = emulator_with_crd().await;
+    let ibs: Api<IdentityBinding> = Api::all(emulator.client().unwrap());
+    let mut obj = binding("g");
+    obj.metadata.finalizers = Some(vec!["idbind.dev/cleanup".into()]);
+    let created = ibs.create(&PostParams::default(), &obj).await.unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    let marked = ibs
+        .delete("g", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .expect("deletion pending");
+    assert_eq!(marked.metadata.generation, Some(2));
+    // A second delete of an object already being deleted changes nothing.
+    let again = ibs
+        .delete("g", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .expect("deletion pending");
+    assert_eq!(again.metadata.generation, Some(2));
+}
+
+#[tokio::test]
 async fn owner_references_are_garbage_collected() {
     let emulator = emulator_with_crd().await;
     let client = emulator.client().unwrap();
