@@ -5,19 +5,11 @@
 
 mod common;
 
-use common::{Cluster, World, eventually, http_get};
+use common::{Cluster, World, eventually, http_get, metric};
 use idbind_emulator::Route;
 use kube::api::{Patch, PatchParams};
 
 const BINDINGS: usize = 8;
-
-fn metric(text: &str, line_prefix: &str) -> u64 {
-    text.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bindings_of_one_identity_share_its_arm_answers() {
@@ -25,13 +17,7 @@ async fn bindings_of_one_identity_share_its_arm_answers() {
     let cluster = Cluster::start().await;
     let ctl = cluster.start_controller(world.args("east", &[])).await;
     let id = world.identity("shared");
-    let names: Vec<String> = (0..BINDINGS).map(|i| format!("shared-{i}")).collect();
-    let (cluster_ref, id_ref) = (&cluster, &id);
-    futures::future::join_all(names.iter().enumerate().map(|(i, n)| async move {
-        let subject = format!("team-{i}/app");
-        cluster_ref.bind(n, id_ref, &[subject.as_str()]).await
-    }))
-    .await;
+    let names = cluster.bind_many("shared", &id, BINDINGS).await;
     for n in &names {
         cluster.wait_ready(n).await;
     }

@@ -5,20 +5,12 @@
 
 mod common;
 
-use common::{Cluster, World, eventually, http_get};
+use common::{Cluster, World, eventually, http_get, metric};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, PostParams};
 
 const BINDINGS: u64 = 8;
-
-fn successes(metrics: &str) -> u64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with("idbind_controller_reconciles_total{result=\"success\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+const SUCCESSES: &str = "idbind_controller_reconciles_total{result=\"success\"}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_writes_do_not_trigger_but_someone_elses_rbac_changes_do() {
@@ -26,13 +18,7 @@ async fn own_writes_do_not_trigger_but_someone_elses_rbac_changes_do() {
     let cluster = Cluster::start().await;
     let ctl = cluster.start_controller(world.args("east", &[])).await;
     let id = world.identity("busy");
-    let names: Vec<String> = (0..BINDINGS).map(|i| format!("busy-{i}")).collect();
-    let (cluster_ref, id_ref) = (&cluster, &id);
-    futures::future::join_all(names.iter().enumerate().map(|(i, n)| async move {
-        let subject = format!("team-{i}/app");
-        cluster_ref.bind(n, id_ref, &[subject.as_str()]).await
-    }))
-    .await;
+    let names = cluster.bind_many("busy", &id, BINDINGS as usize).await;
     for n in &names {
         cluster.wait_ready(n).await;
     }
@@ -41,7 +27,7 @@ async fn own_writes_do_not_trigger_but_someone_elses_rbac_changes_do() {
     // trigger nothing. (With unfiltered triggers one run made 23.)
     let admin = format!("http://{}/metrics", ctl.admin_addr());
     let (_, metrics) = http_get(&admin).await;
-    let reconciles = successes(&metrics);
+    let reconciles = metric(&metrics, SUCCESSES);
     assert!(
         reconciles <= 2 * BINDINGS + 2,
         "{reconciles} reconciles for {BINDINGS} bindings"

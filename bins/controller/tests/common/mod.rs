@@ -212,6 +212,18 @@ impl Cluster {
             .unwrap()
     }
 
+    /// Binds `id` `n` times at once as `<prefix>-<i>`, binding `i` allowing `team-<i>/app`;
+    /// returns the names.
+    pub async fn bind_many(&self, prefix: &str, id: &IdentityInfo, n: usize) -> Vec<String> {
+        let names: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+        futures::future::join_all(names.iter().enumerate().map(|(i, name)| async move {
+            let subject = format!("team-{i}/app");
+            self.bind(name, id, &[subject.as_str()]).await
+        }))
+        .await;
+        names
+    }
+
     pub async fn get(&self, name: &str) -> Option<IdentityBinding> {
         self.bindings().get_opt(name).await.unwrap()
     }
@@ -283,6 +295,17 @@ impl Cluster {
             .await
             .unwrap()
     }
+}
+
+/// The value of the first sample in Prometheus text `metrics` whose line starts with `series`
+/// (0 when there is none).
+pub fn metric(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Plain GET returning status and body.
