@@ -44,6 +44,7 @@ pub mod azure;
 pub mod certs;
 pub mod clock;
 mod error;
+pub mod keyed_locks;
 pub mod keys;
 pub mod leader;
 pub mod memo;

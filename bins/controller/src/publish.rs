@@ -4,7 +4,7 @@
 //! not a binding's own reconcile re-checks, under that lock, that the identity is still bound:
 //! a key-rotation publish can never re-add keys a finalizer has just withdrawn.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -12,8 +12,8 @@ use idbind_issuer::{ClusterName, KeySet, PublishOutcome, Publisher, WithdrawOutc
 use idbind_model::{ClientId, IdentityBinding, TenantId};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
-use parking_lot::Mutex;
 
+use crate::keyed_locks::KeyedLocks;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 
@@ -53,7 +53,7 @@ pub struct PublishTargets {
     store: Store<IdentityBinding>,
     publisher: Arc<Publisher>,
     cluster: ClusterName,
-    locks: Arc<Mutex<HashMap<IdentityKey, Arc<tokio::sync::Mutex<()>>>>>,
+    locks: Arc<KeyedLocks<IdentityKey>>,
     metrics: Arc<Metrics>,
     concurrency: usize,
     synced: tokio::sync::watch::Receiver<bool>,
@@ -98,10 +98,6 @@ impl PublishTargets {
         &self.cluster
     }
 
-    fn lock(&self, id: IdentityKey) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks.lock().entry(id).or_default().clone()
-    }
-
     /// Identities of the bindings that are not being deleted, with how many bindings name each.
     pub fn bound_identities(&self) -> BTreeMap<IdentityKey, usize> {
         let mut out = BTreeMap::new();
@@ -131,8 +127,7 @@ impl PublishTargets {
 
     /// Publishes `keys` to one identity (a binding's own reconcile).
     pub async fn publish(&self, id: IdentityKey, keys: &Keys) -> Result<PublishOutcome, PublishError> {
-        let lock = self.lock(id);
-        let _serial = lock.lock().await;
+        let _serial = self.locks.lock(&id).await;
         self.publish_locked(id, keys).await
     }
 
@@ -160,8 +155,7 @@ impl PublishTargets {
         let ids: Vec<IdentityKey> = self.bound_identities().into_keys().collect();
         futures::stream::iter(ids)
             .map(|id| async move {
-                let lock = self.lock(id);
-                let _serial = lock.lock().await;
+                let _serial = self.locks.lock(&id).await;
                 if !self.bound_identities().contains_key(&id) {
                     return 0;
                 }
@@ -186,8 +180,7 @@ impl PublishTargets {
         resource_id: &str,
         except_uid: Option<&str>,
     ) -> Result<Option<WithdrawOutcome>, PublishError> {
-        let lock = self.lock(id);
-        let _serial = lock.lock().await;
+        let _serial = self.locks.lock(&id).await;
         if self.bound_elsewhere(id, resource_id, except_uid) {
             return Ok(None);
         }

@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use crate::args::FicGc;
 use crate::azure::Azure;
 use crate::clock::Clock;
+use crate::keyed_locks::KeyedLocks;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::publish::{IdentityKey, PublishError, PublishTargets};
@@ -118,7 +119,9 @@ pub struct Context {
     pub own_writes: OwnWrites,
     failures: Mutex<HashMap<String, u32>>,
     ready: Mutex<HashMap<String, bool>>,
-    rbac_locks: Mutex<HashMap<ClientId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Serializes writes of one identity's generated RBAC: concurrent reconciles of its bindings
+    /// would otherwise race on the same objects (409s) and rewrite them in turn.
+    rbac_locks: KeyedLocks<ClientId>,
 }
 
 /// The error a reconcile returns to the controller runtime (and to `error_policy`).
@@ -154,7 +157,7 @@ impl Context {
             own_writes,
             failures: Mutex::default(),
             ready: Mutex::default(),
-            rbac_locks: Mutex::default(),
+            rbac_locks: KeyedLocks::default(),
         }
     }
 
@@ -183,12 +186,6 @@ impl Context {
         self.metrics
             .bindings_ready
             .set(i64::try_from(map.values().filter(|r| **r).count()).unwrap_or(i64::MAX));
-    }
-
-    /// Serializes writes of one identity's generated RBAC: concurrent reconciles of its bindings
-    /// would otherwise race on the same objects (409s) and rewrite them in turn.
-    fn rbac_lock(&self, client: &ClientId) -> Arc<tokio::sync::Mutex<()>> {
-        self.rbac_locks.lock().entry(*client).or_default().clone()
     }
 
     async fn hook(&self, name: &str, step: Step) {
@@ -500,8 +497,7 @@ fn siblings(ctx: &Context, binding: &IdentityBinding, client: &ClientId) -> Vec<
 }
 
 async fn sync_rbac(binding: &IdentityBinding, ctx: &Context, client: &ClientId) -> StepResult {
-    let lock = ctx.rbac_lock(client);
-    let _serial = lock.lock().await;
+    let _serial = ctx.rbac_locks.lock(client).await;
     let others = siblings(ctx, binding, client);
     let all: Vec<&IdentityBinding> = std::iter::once(binding)
         .chain(others.iter().map(|b| &**b))
@@ -570,12 +566,14 @@ async fn cleanup(binding: &IdentityBinding, ctx: &Context) -> Result<Action> {
                     w.issuer, w.remaining_keys
                 ));
                 if let Ok(id) = binding.identity_id() {
-                    // No binding of this cluster names the identity any more.
+                    let gc = match ctx.settings.fic_gc {
+                        FicGc::Delete => Some(gc_fic(ctx, &id, key.tenant, key.client).await),
+                        FicGc::Retain => None,
+                    };
+                    // No binding of this cluster names the identity any more, and its FIC may be
+                    // gone (a binding made meanwhile may have seen it).
                     ctx.azure.forget(&id);
-                    if ctx.settings.fic_gc == FicGc::Delete {
-                        let note = gc_fic(ctx, &id, key.tenant, key.client).await;
-                        // A binding made meanwhile may have seen the FIC that is now gone.
-                        ctx.azure.forget(&id);
+                    if let Some(note) = gc {
                         notes.push(note?);
                     }
                 }
@@ -588,8 +586,7 @@ async fn cleanup(binding: &IdentityBinding, ctx: &Context) -> Result<Action> {
                 });
             }
         }
-        let lock = ctx.rbac_lock(&key.client);
-        let _serial = lock.lock().await;
+        let _serial = ctx.rbac_locks.lock(&key.client).await;
         let others = siblings(ctx, binding, &key.client);
         let subjects = rbac::union_subjects(others.iter().map(|b| &**b));
         let owners = others.iter().filter_map(|b| rbac::owner_reference(b)).collect();
